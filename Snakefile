@@ -1,0 +1,26 @@
+# nmtkd: knowledge distillation for neural machine translation.
+# This file is the table of contents; each stage lives in rules/<stage>.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/config.smk"
+include: "rules/data.smk"
+include: "rules/spm.smk"
+include: "rules/teacher.smk"
+include: "rules/export.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/config.yaml",
+        f"{RESULTS}/tables/teacher.md",
+        expand(f"{RESULTS}/models/teacher/ct2_{{quant}}", quant=QUANTIZATIONS),
+    default_target: True

@@ -1,0 +1,16 @@
+# The run's resolved config (schema defaults filled in), saved beside its results.
+
+
+rule save_config:
+    output:
+        f"{RESULTS}/config.yaml",
+    params:
+        config=quoted_json(config),
+    log:
+        f"{LOGS}/save_config.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "nmtkd write-config --json {params.config} --output {output} > {log} 2>&1"

@@ -1,0 +1,18 @@
+# Export of a trained model to a self-contained CTranslate2 directory (one per quantization).
+
+
+rule export_ct2:
+    input:
+        model=f"{RESULTS}/models/{{model}}/model.pt",
+        spm=f"{RESULTS}/spm/spm.model",
+    output:
+        directory(f"{RESULTS}/models/{{model}}/ct2_{{quant}}"),
+    log:
+        f"{LOGS}/export_ct2/{{model}}.{{quant}}.log",
+    threads: 1
+    resources:
+        mem_mb=default_resource("mem_mb"),
+        runtime=30,
+    shell:
+        "nmtkd export --checkpoint {input.model} --spm {input.spm} --output {output}"
+        " --quantization {wildcards.quant} > {log} 2>&1"

@@ -1,0 +1,32 @@
+# The teacher: a Transformer trained on the cleaned gold data. Resumes after a kill.
+
+
+rule train_teacher:
+    input:
+        train_src=f"{RESULTS}/data/spm/train.{SRC}",
+        train_tgt=f"{RESULTS}/data/spm/train.{TGT}",
+        valid_src=f"{RESULTS}/data/spm/valid.{SRC}",
+        valid_tgt=f"{RESULTS}/data/spm/valid.{TGT}",
+        valid_ref=f"{RESULTS}/data/raw/valid.{TGT}",
+        spm=f"{RESULTS}/spm/spm.model",
+    output:
+        model=f"{RESULTS}/models/teacher/model.pt",
+        summary=f"{RESULTS}/models/teacher/training.json",
+    params:
+        settings=model_settings("teacher"),
+        workdir=f"{RESULTS}/models/teacher/work",
+    log:
+        f"{LOGS}/train_teacher.log",
+    benchmark:
+        f"{BENCHMARKS}/train_teacher.tsv"
+    threads: rule_resource("teacher", "threads")
+    resources:
+        mem_mb=rule_resource("teacher", "mem_mb"),
+        runtime=rule_resource("teacher", "runtime"),
+        gpu=model_gpus("teacher"),
+    shell:
+        "nmtkd train --train-src {input.train_src} --train-tgt {input.train_tgt}"
+        " --valid-src {input.valid_src} --valid-tgt {input.valid_tgt}"
+        " --valid-ref {input.valid_ref} --spm {input.spm} --settings {params.settings}"
+        " --workdir {params.workdir} --output {output.model} --summary {output.summary}"
+        " --threads {threads} > {log} 2>&1"

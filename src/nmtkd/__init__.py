@@ -1,0 +1,3 @@
+"""nmtkd: knowledge distillation for neural machine translation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,47 @@
+"""Result tables with pandas, from the per-model, per-test-set JSON files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from nmtkd.errors import NmtkdError
+from nmtkd.textio import atomic_writer
+
+
+def load_results(paths: list[Path]) -> pd.DataFrame:
+    records = []
+    for path in paths:
+        try:
+            records.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise NmtkdError(f"{path}: cannot read evaluation result ({error})") from None
+    if not records:
+        raise NmtkdError("no evaluation results to tabulate")
+    return pd.DataFrame.from_records(records)
+
+
+def teacher_table(frame: pd.DataFrame) -> str:
+    """Markdown: one row per test set with BLEU, chrF and TER, signatures below."""
+    columns = {"testset": "Test set", "sentences": "Sentences", "bleu": "BLEU", "chrf": "chrF",
+               "ter": "TER"}
+    ordered = frame.sort_values(["model", "testset"])
+    lines = []
+    for model, rows in ordered.groupby("model", sort=False):
+        table = rows[list(columns)].rename(columns=columns)
+        decoding = rows.iloc[0].get("decoding", "")
+        lines += [f"## {model}" + (f" ({decoding})" if decoding else ""), "",
+                  table.to_markdown(index=False, floatfmt=".2f"), ""]
+    for metric in ("bleu", "chrf", "ter"):
+        signatures = sorted(set(ordered[f"{metric}_signature"]))
+        lines += [f"{metric.upper() if metric != 'chrf' else 'chrF'} signature: "
+                  f"`{'`, `'.join(signatures)}`  "]
+    return "\n".join(lines) + "\n"
+
+
+def write_teacher_table(paths: list[Path], output: Path) -> None:
+    frame = load_results(paths)
+    with atomic_writer(output) as handle:
+        handle.write(teacher_table(frame))

@@ -1,0 +1,93 @@
+"""Beam search with CTranslate2: detokenized output in input order and optional n-best TSV."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ctranslate2
+from tqdm import tqdm
+
+from nmtkd.errors import NmtkdError
+from nmtkd.spm import Tokenizer
+from nmtkd.textio import atomic_writer, read_lines
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam_size: int = 5
+    nbest: int = 1
+    batch_size: int = 32  # sentences per batch
+    max_length: int = 256
+    length_penalty: float = 1.0
+    threads: int = 1
+    inter_threads: int = 1
+    compute_type: str = "default"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise NmtkdError(f"beam size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise NmtkdError(f"n-best ({self.nbest}) must be between 1 and the beam size "
+                             f"({self.beam_size})")
+
+
+def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate2.Translator,
+                                                                       Tokenizer]:
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.bin").is_file():
+        raise NmtkdError(f"{model_dir}: not a CTranslate2 model directory (no model.bin)")
+    intra = max(1, options.threads // max(1, options.inter_threads))
+    translator = ctranslate2.Translator(
+        str(model_dir), device=options.device, compute_type=options.compute_type,
+        inter_threads=options.inter_threads, intra_threads=intra)
+    return translator, Tokenizer(model_dir / "spm.model")
+
+
+@dataclass
+class Hypotheses:
+    texts: list[list[str]]  # per sentence, nbest texts
+    scores: list[list[float]]
+    tokens: list[list[list[str]]]
+
+
+def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, lines: list[str],
+                    options: DecodeOptions, progress: bool = True) -> Hypotheses:
+    pieces = tokenizer.encode_pieces(lines)
+    results = translator.translate_iterable(
+        pieces, max_batch_size=options.batch_size, batch_type="examples",
+        beam_size=options.beam_size, num_hypotheses=options.nbest,
+        max_decoding_length=options.max_length, length_penalty=options.length_penalty,
+        return_scores=True)
+    texts, scores, tokens = [], [], []
+    for result in tqdm(results, total=len(lines), desc="translate", unit=" sent",
+                       mininterval=2.0, disable=not progress):
+        tokens.append(result.hypotheses)
+        texts.append(tokenizer.decode_pieces(result.hypotheses))
+        scores.append(list(result.scores))
+    return Hypotheses(texts, scores, tokens)
+
+
+def translate_file(model_dir: Path, input_path: Path, output_path: Path, options: DecodeOptions,
+                   nbest_path: Path | None = None) -> Hypotheses:
+    lines = read_lines(input_path)
+    if not lines:
+        raise NmtkdError(f"{input_path}: file is empty")
+    translator, tokenizer = load_translator(model_dir, options)
+    hyps = translate_lines(translator, tokenizer, lines, options)
+    with atomic_writer(output_path) as handle:
+        for texts in hyps.texts:
+            handle.write(texts[0] + "\n")
+    if nbest_path is not None:
+        with atomic_writer(nbest_path) as handle:
+            for sentence, (texts, scores) in enumerate(zip(hyps.texts, hyps.scores,
+                                                           strict=True)):
+                for rank, (text, score) in enumerate(zip(texts, scores, strict=True)):
+                    handle.write(f"{sentence}\t{rank}\t{score:.6f}\t{text}\n")
+    return hyps
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0))

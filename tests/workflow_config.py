@@ -1,0 +1,73 @@
+"""Builders of small workflow configs for the tests (written into a temporary workdir)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MULTI30K = Path(os.environ.get("NMTKD_DATA_MIRROR", REPO.parent / "shared/data/multi30k"))
+
+
+def base_config() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def tiny_config(experiment: str, data: dict[str, Any], **training: Any) -> dict[str, Any]:
+    """The default config shrunk to minutes: tiny preset, small vocabulary, few updates."""
+    config = base_config()
+    config["experiment"] = experiment
+    config["data"] = {"mirror": None, **data}
+    config["sentencepiece"] = {"vocab_size": 500, "sample_size": 100000}
+    config["teacher"] = {"preset": "tiny", "resources": {"threads": 2, "mem_mb": 2000,
+                                                        "runtime": 30}}
+    config["training"].update({"max_tokens": 1024, "warmup": 100, "max_updates": 120,
+                               "valid_interval": 60, "valid_bleu_sentences": 100,
+                               "save_interval": 20, "average_last": 2, "device": "cpu",
+                               **training})
+    config["evaluation"].update({"threads": 2})
+    return config
+
+
+def write_subset(source: Path, target: Path, lines: int) -> Path:
+    with gzip.open(source, "rt", encoding="utf-8") as reader:
+        head = [next(reader) for _ in range(lines)]
+    target.write_text("".join(head), encoding="utf-8")
+    return target
+
+
+def multi30k_subset(directory: Path, train: int, other: int) -> dict[str, Any]:
+    """Small plain-text copies of Multi30k splits (tests never write into shared/)."""
+    names = {"train": ("train", train), "valid": ("val", other),
+             "test_2016_flickr": ("test_2016_flickr", other)}
+    data: dict[str, Any] = {"src_lang": "en", "tgt_lang": "de", "test": {}}
+    for split, (stem, count) in names.items():
+        pair = {side: str(write_subset(SHARED_MULTI30K / f"{stem}.{lang}.gz",
+                                       directory / f"{split}.{lang}", count))
+                for side, lang in (("src", "en"), ("tgt", "de"))}
+        if split.startswith("test"):
+            data["test"][split] = pair
+        else:
+            data[split] = pair
+    return data
+
+
+def run_snakemake(workdir: Path, config: dict[str, Any], *args: str,
+                  check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in `workdir` with `config` as its config.yaml."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(workdir), *args],
+        cwd=workdir, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-6000:]}")
+    return result
