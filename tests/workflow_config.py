@@ -69,5 +69,6 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str,
          "--directory", str(workdir), *args],
         cwd=workdir, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-6000:]}")
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result

@@ -1,0 +1,144 @@
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import encode_pair, make_trainer
+
+from nmtkd import checkpoint
+from nmtkd.errors import NmtkdError
+from nmtkd.spm import Tokenizer
+from nmtkd.trainer import inverse_sqrt_lr
+
+
+def losses(workdir):
+    records = [json.loads(line) for line in (workdir / "train_log.jsonl").read_text().splitlines()]
+    by_update = {}
+    for record in records:
+        if "train_nll" in record:
+            by_update[record["update"]] = record["train_nll"]
+    return by_update
+
+
+def assert_same_weights(first, second):
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_inverse_sqrt_schedule():
+    assert inverse_sqrt_lr(1, 1e-3, 100) == pytest.approx(1e-5)
+    assert inverse_sqrt_lr(100, 1e-3, 100) == pytest.approx(1e-3)
+    assert inverse_sqrt_lr(400, 1e-3, 100) == pytest.approx(5e-4)
+
+
+def test_same_seed_gives_same_losses_and_weights(synthetic, synthetic_spm, tmp_path):
+    settings = {"max_updates": 30, "valid_interval": 15, "save_interval": 10}
+    runs = []
+    for name in ("a", "b"):
+        trainer = make_trainer(synthetic, synthetic_spm, tmp_path / name, **settings)
+        trainer.fit()
+        runs.append(trainer)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert len(losses(tmp_path / "a")) == 30
+    assert_same_weights(runs[0].model, runs[1].model)
+    other = make_trainer(synthetic, synthetic_spm, tmp_path / "c", seed=2, **settings)
+    other.fit()
+    assert losses(tmp_path / "c") != losses(tmp_path / "a")
+
+
+def test_resume_equals_uninterrupted_run(synthetic, synthetic_spm, tmp_path):
+    # dropout on, so the restored RNG state matters
+    settings = {"max_updates": 40, "valid_interval": 20, "save_interval": 10, "accumulate": 2}
+    straight = make_trainer(synthetic, synthetic_spm, tmp_path / "straight", **settings)
+    straight.model.cfg  # noqa: B018
+    straight.fit()
+    first_half = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed",
+                              **{**settings, "max_updates": 40})
+    first_half.cfg.max_updates = 25  # stop mid-epoch, between two saves
+    first_half.fit()
+    assert first_half.state.update == 25
+    # a fresh process would find state.pt at update 25 and continue to 40
+    resumed = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed", **settings)
+    assert resumed.try_resume() and resumed.state.update == 25
+    resumed = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed", **settings)
+    resumed.fit()
+    assert resumed.state.update == 40
+    straight_losses, resumed_losses = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert resumed_losses == straight_losses
+    assert_same_weights(straight.model, resumed.model)
+
+
+def test_kill_9_then_rerun_resumes_and_matches(synthetic, synthetic_spm, tmp_path):
+    tokenizer = Tokenizer(synthetic_spm)
+    train = encode_pair(tokenizer, *synthetic["train"], tmp_path)
+    valid = encode_pair(tokenizer, *synthetic["valid"], tmp_path)
+    settings = {"model": {"d_model": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 2,
+                          "ffn_dim": 256},
+                "training": {"max_tokens": 1500, "max_updates": 120, "valid_interval": 60,
+                             "save_interval": 5, "device": "cpu", "warmup": 50}}
+
+    def command(name):
+        return [sys.executable, "-m", "nmtkd.cli", "train", "--train-src", str(train[0]),
+                "--train-tgt", str(train[1]), "--valid-src", str(valid[0]),
+                "--valid-tgt", str(valid[1]), "--valid-ref", str(synthetic["valid"][1]),
+                "--spm", str(synthetic_spm), "--settings", json.dumps(settings),
+                "--workdir", str(tmp_path / name / "work"),
+                "--output", str(tmp_path / name / "model.pt"),
+                "--summary", str(tmp_path / name / "training.json"), "--threads", "1"]
+
+    subprocess.run(command("straight"), check=True, capture_output=True)
+    process = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    state = tmp_path / "killed" / "work" / "state.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.is_file() and checkpoint.load(state)["state"]["update"] >= 20:
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = checkpoint.load(state)["state"]["update"]
+    assert 20 <= killed_at < 120
+    assert not (tmp_path / "killed" / "model.pt").exists()  # the final output only at the end
+    subprocess.run(command("killed"), check=True, capture_output=True)
+    straight, _ = checkpoint.load_model(tmp_path / "straight" / "model.pt")
+    resumed, _ = checkpoint.load_model(tmp_path / "killed" / "model.pt")
+    assert_same_weights(straight, resumed)
+    summary = json.loads((tmp_path / "killed" / "training.json").read_text())
+    assert summary["updates"] == 120
+
+
+def test_checkpoints_refuse_arbitrary_pickles(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo unsafe",))
+
+    path = tmp_path / "evil.pt"
+    with path.open("wb") as handle:
+        pickle.dump({"model": Payload()}, handle)
+    with pytest.raises(NmtkdError, match="evil.pt: cannot load checkpoint"):
+        checkpoint.load(path)
+
+
+def test_best_checkpoint_and_averaging(synthetic, synthetic_spm, tmp_path):
+    trainer = make_trainer(synthetic, synthetic_spm, tmp_path / "w", max_updates=60,
+                           valid_interval=20, average_last=2)
+    trainer.fit()
+    assert trainer.state.recent == [40, 60]
+    assert sorted(p.name for p in (tmp_path / "w").glob("snapshot_*.pt")) == [
+        "snapshot_40.pt", "snapshot_60.pt"]
+    averaged = trainer.final_model()
+    first, _ = checkpoint.load_model(tmp_path / "w" / "snapshot_40.pt")
+    second, _ = checkpoint.load_model(tmp_path / "w" / "snapshot_60.pt")
+    name = "decoder_norm.weight"
+    expected = (first.state_dict()[name] + second.state_dict()[name]) / 2
+    torch.testing.assert_close(averaged.state_dict()[name], expected)
+    summary = trainer.write_outputs(tmp_path / "model.pt", tmp_path / "training.json")
+    assert summary["updates"] == 60 and summary["averaged"] == [40, 60]
+    assert [h["update"] for h in trainer.state.history] == [20, 40, 60]
