@@ -22,5 +22,5 @@ rule all:
     input:
         f"{RESULTS}/config.yaml",
         f"{RESULTS}/tables/teacher.md",
-        expand(f"{RESULTS}/models/teacher/ct2_{{quant}}", quant=QUANTIZATIONS),
+        teacher_exports(),
     default_target: True

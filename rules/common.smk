@@ -2,6 +2,7 @@
 import json
 import re
 import shlex
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -13,6 +14,22 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 def config_error(key, message):
     raise ValueError(f"config error at {key}: {message}")
+
+
+def deep_merge(base, override):
+    """`override` on top of `base`, recursively for nested mappings."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merged_training(model):
+    """A model's trainer settings: the global `training` with its own overrides on top."""
+    return deep_merge(config["training"], config[model].get("training", {}))
 
 
 def check_config():
@@ -33,6 +50,16 @@ def check_config():
     for name, preset in presets.items():
         if preset["d_model"] % preset["heads"]:
             config_error(f"presets.{name}", "d_model must be divisible by heads")
+    if config["data"]["src_lang"] == config["data"]["tgt_lang"]:
+        config_error("data.tgt_lang", "must differ from data.src_lang")
+    positions = presets[teacher_preset].get("max_positions", 1024)
+    max_length = merged_training("teacher")["max_length"]
+    if max_length >= positions:
+        config_error("training.max_length", f"{max_length} must be below the teacher preset's "
+                     f"max_positions ({positions})")
+    if config["evaluation"]["max_length"] >= positions:
+        config_error("evaluation.max_length", f"must be below the teacher preset's "
+                     f"max_positions ({positions})")
 
 
 check_config()
@@ -84,6 +111,59 @@ def fetch_arguments(wildcards):
     return " ".join(shlex.quote(a) for a in args)
 
 
+# ---- reusing an existing teacher ---------------------------------------------------------------
+EXISTING = config["teacher"].get("existing") or {}
+
+
+def check_existing_teacher():
+    key = "teacher.existing"
+    if not EXISTING:
+        return
+    if "checkpoint" in EXISTING and "spm" not in EXISTING:
+        config_error(f"{key}.spm", "a torch checkpoint needs the SentencePiece model it was "
+                     "trained with")
+    for name, path in EXISTING.items():
+        if not Path(path).exists():
+            config_error(f"{key}.{name}", f"{path} does not exist")
+    if "ct2_model" in EXISTING and not (Path(EXISTING["ct2_model"]) / "spm.model").is_file():
+        config_error(f"{key}.ct2_model", f"{EXISTING['ct2_model']} has no spm.model beside the "
+                     "model (export with `nmtkd export`, or copy it there)")
+
+
+check_existing_teacher()
+TEACHER_IS_CT2_ONLY = "ct2_model" in EXISTING and "checkpoint" not in EXISTING
+
+
+def spm_model():
+    """The SentencePiece model of the run: the existing teacher's, else the trained one."""
+    if "spm" in EXISTING:
+        return EXISTING["spm"]
+    if "ct2_model" in EXISTING:
+        return str(Path(EXISTING["ct2_model"]) / "spm.model")
+    return f"{RESULTS}/spm/spm.model"
+
+
+def torch_checkpoint(wildcards):
+    """A model's torch checkpoint: the existing teacher's, else the trained one."""
+    if wildcards.model == "teacher" and "checkpoint" in EXISTING:
+        return EXISTING["checkpoint"]
+    return f"{RESULTS}/models/{wildcards.model}/model.pt"
+
+
+def ct2_float32_model(wildcards):
+    """A model's float32 CTranslate2 directory used for decoding."""
+    if wildcards.model == "teacher" and TEACHER_IS_CT2_ONLY:
+        return EXISTING["ct2_model"]
+    return f"{RESULTS}/models/{wildcards.model}/ct2_float32"
+
+
+def teacher_exports():
+    """The exports `all` asks for: none to make when the teacher is an existing CT2 model."""
+    if TEACHER_IS_CT2_ONLY:
+        return []
+    return expand(f"{RESULTS}/models/teacher/ct2_{{quant}}", quant=QUANTIZATIONS)
+
+
 def cleaning_flags():
     rules = config["cleaning"]
     flags = []
@@ -100,25 +180,20 @@ def encode_input(wildcards):
     return f"{RESULTS}/data/raw/valid.{wildcards.lang}"
 
 
-def model_section(model):
-    return config[model]
-
-
 def model_settings(model):
     """The `nmtkd train --settings` JSON: preset and merged trainer settings of one model."""
-    section = model_section(model)
-    training = {**config["training"], **section.get("training", {})}
-    return quoted_json({"model": config["presets"][section["preset"]], "training": training})
+    preset = config["presets"][config[model]["preset"]]
+    return quoted_json({"model": preset, "training": merged_training(model)})
 
 
-def model_device(model):
-    section = model_section(model)
-    return section.get("training", {}).get("device", config["training"].get("device", "auto"))
+def model_processes(model):
+    """Data-parallel training processes of a model: one per GPU on CUDA, CPU workers else."""
+    return config[model].get("processes", 1)
 
 
 def model_gpus(model):
-    """GPUs to request: one when the configured device is CUDA, none otherwise."""
-    return 1 if model_device(model) == "cuda" else 0
+    """GPUs to request: one per process when the configured device is CUDA, none otherwise."""
+    return model_processes(model) if merged_training(model)["device"] == "cuda" else 0
 
 
 def rule_resource(section, key):

@@ -3,7 +3,7 @@
 
 rule translate_testset:
     input:
-        model=f"{RESULTS}/models/{{model}}/ct2_float32",
+        model=ct2_float32_model,
         src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
     output:
         f"{RESULTS}/translations/{{model}}/{{testset}}.beam{BEAM}.{TGT}",

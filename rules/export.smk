@@ -3,8 +3,8 @@
 
 rule export_ct2:
     input:
-        model=f"{RESULTS}/models/{{model}}/model.pt",
-        spm=f"{RESULTS}/spm/spm.model",
+        model=torch_checkpoint,
+        spm=spm_model(),
     output:
         directory(f"{RESULTS}/models/{{model}}/ct2_{{quant}}"),
     log:

@@ -12,7 +12,7 @@ rule train_spm:
         vocab_size=config["sentencepiece"]["vocab_size"],
         sample_size=config["sentencepiece"]["sample_size"],
         coverage=config["sentencepiece"]["character_coverage"],
-        seed=config["training"]["seed"],
+        seed=config["sentencepiece"]["seed"],
     log:
         f"{LOGS}/train_spm.log",
     benchmark:
@@ -31,7 +31,7 @@ rule train_spm:
 rule encode_spm:
     input:
         text=encode_input,
-        model=f"{RESULTS}/spm/spm.model",
+        model=spm_model(),
     output:
         f"{RESULTS}/data/spm/{{encoded_split}}.{{lang}}",
     log:

@@ -1,4 +1,5 @@
-# The teacher: a Transformer trained on the cleaned gold data. Resumes after a kill.
+# The teacher: a Transformer trained on the cleaned gold data. Resumes after a kill (the log
+# is appended to, so it keeps the interrupted attempts too).
 
 
 rule train_teacher:
@@ -8,13 +9,14 @@ rule train_teacher:
         valid_src=f"{RESULTS}/data/spm/valid.{SRC}",
         valid_tgt=f"{RESULTS}/data/spm/valid.{TGT}",
         valid_ref=f"{RESULTS}/data/raw/valid.{TGT}",
-        spm=f"{RESULTS}/spm/spm.model",
+        spm=spm_model(),
     output:
         model=f"{RESULTS}/models/teacher/model.pt",
         summary=f"{RESULTS}/models/teacher/training.json",
     params:
         settings=model_settings("teacher"),
         workdir=f"{RESULTS}/models/teacher/work",
+        processes=model_processes("teacher"),
     log:
         f"{LOGS}/train_teacher.log",
     benchmark:
@@ -29,4 +31,5 @@ rule train_teacher:
         " --valid-src {input.valid_src} --valid-tgt {input.valid_tgt}"
         " --valid-ref {input.valid_ref} --spm {input.spm} --settings {params.settings}"
         " --workdir {params.workdir} --output {output.model} --summary {output.summary}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --nproc-per-node {params.processes}"
+        " --gpus {resources.gpu} >> {log} 2>&1"

@@ -43,7 +43,8 @@ def encode_pair(tokenizer: Tokenizer, src: Path, tgt: Path, directory: Path) -> 
     return out[0], out[1]
 
 
-def make_trainer(synthetic, spm_model: Path, workdir: Path, **overrides) -> Trainer:
+def make_trainer(synthetic, spm_model: Path, workdir: Path, model: dict | None = None,
+                 **overrides) -> Trainer:
     from nmtkd.model import ModelConfig
 
     tokenizer = Tokenizer(spm_model)
@@ -55,8 +56,9 @@ def make_trainer(synthetic, spm_model: Path, workdir: Path, **overrides) -> Trai
     settings = {"max_tokens": 1500, "lr": 0.002, "warmup": 100, "max_updates": 400,
                 "valid_interval": 200, "valid_bleu_sentences": 100, "save_interval": 50,
                 "device": "cpu", "threads": 2, "average_last": 0, **overrides}
-    return Trainer(ModelConfig(vocab_size=len(tokenizer), **TINY), TrainConfig(**settings),
-                   train, valid, read_lines(synthetic["valid"][1]), tokenizer, workdir)
+    model_cfg = ModelConfig(vocab_size=len(tokenizer), **{**TINY, **(model or {})})
+    return Trainer(model_cfg, TrainConfig(**settings), train, valid,
+                   read_lines(synthetic["valid"][1]), tokenizer, workdir)
 
 
 @pytest.fixture(scope="session")

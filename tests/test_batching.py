@@ -46,3 +46,14 @@ def test_collate_adds_specials_and_pads():
     assert batch.target_in.tolist() == [[BOS_ID, 4, PAD_ID, PAD_ID], [BOS_ID, 5, 6, 7]]
     assert batch.target_out.tolist() == [[4, EOS_ID, PAD_ID, PAD_ID], [5, 6, 7, EOS_ID]]
     assert batch.target_tokens == 6
+
+
+def test_overlong_pairs_are_skipped_and_line_numbers_kept(synthetic_spm, tmp_path):
+    from nmtkd.spm import Tokenizer
+
+    tokenizer = Tokenizer(synthetic_spm)
+    (tmp_path / "s").write_text("a b\n" + "c " * 30 + "\nd\n")
+    (tmp_path / "t").write_text("x\ny\nz w\n")
+    data = ParallelData.from_piece_files(tmp_path / "s", tmp_path / "t", tokenizer,
+                                         max_length=20)
+    assert len(data) == 2 and data.skipped == 1 and data.lines == [0, 2]

@@ -72,3 +72,18 @@ def test_gzip_input_is_read(tmp_path):
     with gzip.open(tmp_path / "b.gz", "wb") as handle:
         handle.write(b"hallo welt\n")
     assert check_parallel(tmp_path / "a.gz", tmp_path / "b.gz") == 1
+
+
+def test_duplicates_are_found_across_chunks_and_first_occurrence_kept(tmp_path):
+    src_lines = [b"a b", b"c d", b"a b", b"e f", b"g h", b"c d", b"a b", b"i j"]
+    tgt_lines = [b"1 2", b"3 4", b"1 2", b"5 6", b"7 8", b"3 4", b"9 9", b"0 0"]
+    src = write_bytes(tmp_path / "s", src_lines)
+    tgt = write_bytes(tmp_path / "t", tgt_lines)
+    for chunk_size in (1, 3, 100):
+        report = clean_corpus(src, tgt, tmp_path / "o1", tmp_path / "o2", tmp_path / "r.json",
+                              CleaningRules(), chunk_size=chunk_size)
+        assert report["dropped"]["duplicate"] == 2, chunk_size
+        assert (tmp_path / "o1").read_text().splitlines() == [
+            "a b", "c d", "e f", "g h", "a b", "i j"]
+        assert (tmp_path / "o2").read_text().splitlines() == [
+            "1 2", "3 4", "5 6", "7 8", "9 9", "0 0"]

@@ -39,3 +39,13 @@ def test_length_mismatch_is_named(tmp_path):
     with pytest.raises(NmtkdError, match="hyp has 1 lines.*ref has 2 lines"):
         evaluate_files(tmp_path / "hyp", tmp_path / "ref", tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_report_names_a_broken_result_file(tmp_path):
+    (tmp_path / "bad.json").write_text('{"model": "teacher"}')
+    with pytest.raises(NmtkdError, match="bad.json: evaluation result lacks testset"):
+        write_teacher_table([tmp_path / "bad.json"], tmp_path / "t.md")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(NmtkdError, match="broken.json: cannot read evaluation result"):
+        write_teacher_table([tmp_path / "broken.json"], tmp_path / "t.md")
+    assert not (tmp_path / "t.md").exists()

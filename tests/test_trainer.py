@@ -54,24 +54,52 @@ def test_same_seed_gives_same_losses_and_weights(synthetic, synthetic_spm, tmp_p
 
 def test_resume_equals_uninterrupted_run(synthetic, synthetic_spm, tmp_path):
     # dropout on, so the restored RNG state matters
-    settings = {"max_updates": 40, "valid_interval": 20, "save_interval": 10, "accumulate": 2}
+    settings = {"max_updates": 40, "valid_interval": 20, "save_interval": 10, "accumulate": 2,
+                "model": {"dropout": 0.2}}
     straight = make_trainer(synthetic, synthetic_spm, tmp_path / "straight", **settings)
-    straight.model.cfg  # noqa: B018
     straight.fit()
-    first_half = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed",
-                              **{**settings, "max_updates": 40})
-    first_half.cfg.max_updates = 25  # stop mid-epoch, between two saves
-    first_half.fit()
-    assert first_half.state.update == 25
-    # a fresh process would find state.pt at update 25 and continue to 40
+
+    interrupted = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed", **settings)
+    step = interrupted._step
+
+    def crash_after_25(batches):
+        if interrupted.state.update == 25:
+            raise KeyboardInterrupt
+        return step(batches)
+
+    interrupted._step = crash_after_25
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
     resumed = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed", **settings)
-    assert resumed.try_resume() and resumed.state.update == 25
+    assert resumed.try_resume() and resumed.state.update == 20  # the last save before the crash
     resumed = make_trainer(synthetic, synthetic_spm, tmp_path / "resumed", **settings)
     resumed.fit()
     assert resumed.state.update == 40
-    straight_losses, resumed_losses = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
-    assert resumed_losses == straight_losses
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    log_lines = (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()
+    assert len(log_lines) == len((tmp_path / "straight" / "train_log.jsonl").read_text()
+                                 .splitlines())
     assert_same_weights(straight.model, resumed.model)
+
+
+def test_a_finished_run_is_not_trained_again(synthetic, synthetic_spm, tmp_path):
+    settings = {"max_updates": 20, "valid_interval": 10, "save_interval": 10}
+    first = make_trainer(synthetic, synthetic_spm, tmp_path / "w", **settings)
+    first.fit()
+    first.write_outputs(tmp_path / "one.pt", tmp_path / "one.json")
+    log_before = (tmp_path / "w" / "train_log.jsonl").read_text()
+    again = make_trainer(synthetic, synthetic_spm, tmp_path / "w", **settings)
+    state = again.fit()
+    assert state.finished and state.update == 20 and state.stop_reason == "max_updates"
+    assert (tmp_path / "w" / "train_log.jsonl").read_text() == log_before
+    again.write_outputs(tmp_path / "two.pt", tmp_path / "two.json")
+    one, _ = checkpoint.load_model(tmp_path / "one.pt")
+    two, _ = checkpoint.load_model(tmp_path / "two.pt")
+    assert_same_weights(one, two)
+    # a changed config is a different run: it starts afresh
+    other = make_trainer(synthetic, synthetic_spm, tmp_path / "w", max_updates=10,
+                         valid_interval=10, save_interval=10)
+    assert other.load_saved_state() is None
 
 
 def test_kill_9_then_rerun_resumes_and_matches(synthetic, synthetic_spm, tmp_path):
@@ -97,14 +125,14 @@ def test_kill_9_then_rerun_resumes_and_matches(synthetic, synthetic_spm, tmp_pat
                                stderr=subprocess.DEVNULL, start_new_session=True)
     state = tmp_path / "killed" / "work" / "state.pt"
     deadline = time.time() + 300
-    while time.time() < deadline:
-        if state.is_file() and checkpoint.load(state)["state"]["update"] >= 20:
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and checkpoint.load(state)["state"]["update"] >= 10:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     killed_at = checkpoint.load(state)["state"]["update"]
-    assert 20 <= killed_at < 120
+    assert 10 <= killed_at < 120
     assert not (tmp_path / "killed" / "model.pt").exists()  # the final output only at the end
     subprocess.run(command("killed"), check=True, capture_output=True)
     straight, _ = checkpoint.load_model(tmp_path / "straight" / "model.pt")
@@ -133,12 +161,22 @@ def test_best_checkpoint_and_averaging(synthetic, synthetic_spm, tmp_path):
     assert trainer.state.recent == [40, 60]
     assert sorted(p.name for p in (tmp_path / "w").glob("snapshot_*.pt")) == [
         "snapshot_40.pt", "snapshot_60.pt"]
-    averaged = trainer.final_model()
+    from nmtkd.trainer import average_checkpoints
+
+    averaged = average_checkpoints([tmp_path / "w" / "snapshot_40.pt",
+                                    tmp_path / "w" / "snapshot_60.pt"])
     first, _ = checkpoint.load_model(tmp_path / "w" / "snapshot_40.pt")
     second, _ = checkpoint.load_model(tmp_path / "w" / "snapshot_60.pt")
     name = "decoder_norm.weight"
     expected = (first.state_dict()[name] + second.state_dict()[name]) / 2
     torch.testing.assert_close(averaged.state_dict()[name], expected)
     summary = trainer.write_outputs(tmp_path / "model.pt", tmp_path / "training.json")
-    assert summary["updates"] == 60 and summary["averaged"] == [40, 60]
-    assert [h["update"] for h in trainer.state.history] == [20, 40, 60]
+    assert summary["updates"] == 60
+    assert [h["update"] for h in summary["history"]] == [20, 40, 60]
+    # the shipped model is whichever of best and average validates better, and says which
+    best_bleu = max(h["valid_bleu"] for h in summary["history"])
+    assert summary["final_valid"]["valid_bleu"] >= best_bleu
+    assert summary["final_model"] in ("average of updates [40, 60]",
+                                      f"best checkpoint (update {summary['best_update']})")
+    shipped, meta = checkpoint.load_model(tmp_path / "model.pt")
+    assert meta["training"]["final_model"] == summary["final_model"]

@@ -89,8 +89,8 @@ def test_multi30k_tiny_end_to_end_and_single_stage_rerun(tmp_path):
     assert sum(report["dropped"].values()) == 3000 - report["kept"]
     assert yaml.safe_load((results / "config.yaml").read_text())["experiment"] == "tiny"
     summary = json.loads((results / "models/teacher/training.json").read_text())
-    assert summary["updates"] == 400 and summary["averaged"] == [200, 400]
-    assert summary["best_valid"]["valid_nll"] < 4.5  # a blank model is at log(500) = 6.2
+    assert summary["updates"] == 400 and [h["update"] for h in summary["history"]] == [200, 400]
+    assert summary["final_valid"]["valid_nll"] < 4.5  # a blank model is at log(500) = 6.2
     evaluation = json.loads((results / "eval/teacher/test_2016_flickr.json").read_text())
     assert evaluation["sentences"] == 1000
     assert evaluation["chrf"] > 12.0 and evaluation["bleu"] > 1.0  # a blank model: ~2 and 0

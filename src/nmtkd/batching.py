@@ -37,7 +37,8 @@ def encode_source(ids: list[int]) -> list[int]:
 class ParallelData:
     """Token ids of a parallel corpus, source with </s> appended, target without specials."""
 
-    def __init__(self, sources: list[list[int]], targets: list[list[int]], name: str = "data"):
+    def __init__(self, sources: list[list[int]], targets: list[list[int]], name: str = "data",
+                 lines: list[int] | None = None):
         if len(sources) != len(targets):
             raise NmtkdError(f"{name}: {len(sources)} source and {len(targets)} target sentences")
         if not sources:
@@ -45,6 +46,9 @@ class ParallelData:
         self.sources = [encode_source(s) for s in sources]
         self.targets = [list(t) for t in targets]
         self.name = name
+        # line numbers (0-based) in the original files, which may hold skipped pairs
+        self.lines = lines if lines is not None else list(range(len(sources)))
+        self.skipped = 0
 
     @classmethod
     def from_piece_files(cls, src_path: Path, tgt_path: Path, tokenizer: Tokenizer,
@@ -59,17 +63,17 @@ class ParallelData:
             raise NmtkdError(f"line counts differ: {src_path} has {len(src_lines)} lines, "
                              f"{tgt_path} has {len(tgt_lines)} lines")
         piece_to_id = tokenizer.processor.piece_to_id
-        sources, targets, skipped = [], [], 0
-        for src, tgt in zip(src_lines, tgt_lines, strict=True):
+        sources, targets, lines = [], [], []
+        for line, (src, tgt) in enumerate(zip(src_lines, tgt_lines, strict=True)):
             src_ids = [piece_to_id(p) for p in src.split()]
             tgt_ids = [piece_to_id(p) for p in tgt.split()]
             if max_length and (len(src_ids) + 1 > max_length or len(tgt_ids) + 1 > max_length):
-                skipped += 1
                 continue
             sources.append(src_ids)
             targets.append(tgt_ids)
-        data = cls(sources, targets, name=str(src_path))
-        data.skipped = skipped
+            lines.append(line)
+        data = cls(sources, targets, name=str(src_path), lines=lines)
+        data.skipped = len(src_lines) - len(lines)
         return data
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from nmtkd.errors import NmtkdError
@@ -51,10 +52,39 @@ def check_parallel(src_path: Path, tgt_path: Path) -> int:
     return count
 
 
-def drop_reason(
-    src: bytes, tgt: bytes, rules: CleaningRules, seen: set[int]
-) -> tuple[str | None, str, str]:
-    """The reason to drop a pair (None to keep it) and the decoded, whitespace-normalised sides."""
+class DuplicateFilter:
+    """Exact-duplicate detection in about 8 bytes per distinct pair.
+
+    Pairs are judged a chunk at a time: their 64-bit hashes are checked against a sorted numpy
+    array of the hashes seen so far, which then absorbs them. (A Python set of the same hashes
+    takes about 70 bytes per pair.)
+    """
+
+    def __init__(self) -> None:
+        self.seen = np.empty(0, dtype=np.uint64)
+
+    @staticmethod
+    def key(src_text: str, tgt_text: str) -> int:
+        digest = hashlib.blake2b(f"{src_text}\t{tgt_text}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little")
+
+    def first_occurrences(self, keys: list[int]) -> np.ndarray:
+        """For each key in order: True if neither seen before nor earlier in `keys`."""
+        batch = np.array(keys, dtype=np.uint64)
+        unique, first = np.unique(batch, return_index=True)
+        keep = np.zeros(len(batch), dtype=bool)
+        keep[first] = True
+        if len(self.seen):
+            position = np.minimum(np.searchsorted(self.seen, batch), len(self.seen) - 1)
+            keep &= self.seen[position] != batch
+        self.seen = np.union1d(self.seen, unique)
+        return keep
+
+
+def drop_reason(src: bytes, tgt: bytes, rules: CleaningRules) -> tuple[str | None, str, str]:
+    """The reason to drop a pair (None to keep it) and the decoded, whitespace-normalised sides.
+
+    Duplicates are found afterwards, by `DuplicateFilter`."""
     try:
         src_text, tgt_text = src.decode("utf-8"), tgt.decode("utf-8")
     except UnicodeDecodeError:
@@ -69,14 +99,6 @@ def drop_reason(
         return "length_ratio", src_text, tgt_text
     if rules.drop_src_equals_tgt and src_text == tgt_text:
         return "src_equals_tgt", src_text, tgt_text
-    if rules.deduplicate:
-        # 8-byte digests keep the duplicate check's memory small: about 70 bytes per kept pair.
-        key = int.from_bytes(
-            hashlib.blake2b(src_text.encode() + b"\t" + tgt_text.encode(), digest_size=8).digest()
-        )
-        if key in seen:
-            return "duplicate", src_text, tgt_text
-        seen.add(key)
     return None, src_text, tgt_text
 
 
@@ -87,22 +109,43 @@ def clean_corpus(
     out_tgt: Path,
     report_path: Path,
     rules: CleaningRules,
+    chunk_size: int = 65536,
 ) -> dict:
-    """Stream the pair of files, write the kept pairs and a JSON count per drop reason."""
+    """Stream the pair of files, write the kept pairs and a JSON count per drop reason.
+
+    Memory stays bounded by `chunk_size` pairs plus the duplicate filter's 8 bytes per pair.
+    """
     counts: Counter[str] = Counter({reason: 0 for reason in REASONS})
-    seen: set[int] = set()
+    duplicates = DuplicateFilter()
+    pending: list[tuple[str, str]] = []
     total = kept = 0
+
+    def flush(src_out, tgt_out) -> int:
+        if rules.deduplicate:
+            keep = duplicates.first_occurrences([DuplicateFilter.key(*p) for p in pending])
+        else:
+            keep = np.ones(len(pending), dtype=bool)
+        for (src_text, tgt_text), wanted in zip(pending, keep, strict=True):
+            if wanted:
+                src_out.write(src_text + "\n")
+                tgt_out.write(tgt_text + "\n")
+        counts["duplicate"] += int((~keep).sum())
+        written = int(keep.sum())
+        pending.clear()
+        return written
+
     with atomic_writer(out_src) as src_out, atomic_writer(out_tgt) as tgt_out:
         for src, tgt in tqdm(iter_pairs(src_path, tgt_path), desc="clean", unit=" pairs",
                              mininterval=2.0):
             total += 1
-            reason, src_text, tgt_text = drop_reason(src, tgt, rules, seen)
+            reason, src_text, tgt_text = drop_reason(src, tgt, rules)
             if reason:
                 counts[reason] += 1
                 continue
-            kept += 1
-            src_out.write(src_text + "\n")
-            tgt_out.write(tgt_text + "\n")
+            pending.append((src_text, tgt_text))
+            if len(pending) >= chunk_size:
+                kept += flush(src_out, tgt_out)
+        kept += flush(src_out, tgt_out)
         if total == 0:
             raise NmtkdError(f"{src_path}: file is empty")
         if kept == 0:

@@ -71,33 +71,74 @@ def cmd_spm_encode(args: argparse.Namespace) -> None:
 
 # ---- model -----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
+    from nmtkd.distributed import launched_by_torchrun
+
+    if not launched_by_torchrun():
+        from nmtkd.gpus import claim_gpus
+
+        claim_gpus(args.gpus)  # before CUDA starts; torchrun's workers inherit the devices
+        if args.nproc_per_node > 1:
+            relaunch_under_torchrun(args.nproc_per_node)
+            return
+    train_model(args)
+
+
+def relaunch_under_torchrun(processes: int) -> None:
+    """Run this same command as `processes` workers under torchrun (DDP on one machine)."""
+    import subprocess
+
+    argv = sys.argv[1:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={processes}", "-m", "nmtkd.cli", *argv]
+    log.info("launching %d training processes: %s", processes, " ".join(command))
+    result = subprocess.run(command)
+    if result.returncode != 0:
+        raise NmtkdError(f"distributed training failed (exit status {result.returncode}); "
+                         "see the workers' messages above")
+
+
+def train_model(args: argparse.Namespace) -> None:
     from nmtkd.batching import ParallelData
+    from nmtkd.distributed import init_distributed, shutdown
     from nmtkd.model import ModelConfig
     from nmtkd.spm import Tokenizer
     from nmtkd.textio import read_lines
-    from nmtkd.trainer import TrainConfig, Trainer
+    from nmtkd.trainer import TrainConfig, Trainer, resolve_device
 
     settings = args.settings
     try:
         train_cfg = TrainConfig(**settings.get("training", {}))
         tokenizer = Tokenizer(args.spm)
         model_cfg = ModelConfig(vocab_size=len(tokenizer), **settings.get("model", {}))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise NmtkdError(f"--settings: {error}") from None
-    if args.threads:
-        train_cfg.threads = args.threads
+    context = init_distributed(resolve_device(train_cfg.device).type)
+    threads = args.threads or train_cfg.threads
+    if threads:
+        train_cfg.threads = max(1, threads // context.world)
     train = ParallelData.from_piece_files(Path(args.train_src), Path(args.train_tgt), tokenizer,
                                           model_cfg.max_positions)
     valid = ParallelData.from_piece_files(Path(args.valid_src), Path(args.valid_tgt), tokenizer,
                                           model_cfg.max_positions)
+    for data in (train, valid):
+        if data.skipped:
+            log.warning("%s: skipped %d pairs longer than max_positions=%d", data.name,
+                        data.skipped, model_cfg.max_positions)
     refs = read_lines(args.valid_ref)
-    if len(refs) != len(read_lines(args.valid_src)):
-        raise NmtkdError(f"{args.valid_ref}: reference count differs from {args.valid_src}")
-    trainer = Trainer(model_cfg, train_cfg, train, valid, refs, tokenizer, Path(args.workdir))
-    trainer.fit()
-    summary = trainer.write_outputs(Path(args.output), Path(args.summary))
-    log.info("done: %d updates in %.0f s, best valid BLEU %.2f", summary["updates"],
-             summary["train_seconds"], summary["best_valid"].get("valid_bleu", float("nan")))
+    if len(refs) != len(valid) + valid.skipped:
+        raise NmtkdError(f"line counts differ: {args.valid_ref} has {len(refs)} lines, "
+                         f"{args.valid_src} has {len(valid) + valid.skipped}")
+    try:
+        trainer = Trainer(model_cfg, train_cfg, train, valid, refs, tokenizer,
+                          Path(args.workdir), context=context)
+        trainer.fit()
+        summary = trainer.write_outputs(Path(args.output), Path(args.summary))
+    finally:
+        shutdown()
+    if summary:
+        log.info("done: %d updates in %.0f s; final model: %s, valid BLEU %.2f",
+                 summary["updates"], summary["train_seconds"], summary["final_model"],
+                 summary["final_valid"]["valid_bleu"])
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -136,6 +177,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     from nmtkd.report import write_teacher_table
 
     write_teacher_table([Path(p) for p in args.inputs], Path(args.output))
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from nmtkd.selection import select_file
+
+    chosen = select_file(Path(args.nbest), Path(args.references), Path(args.output), args.metric)
+    top = sum(c.rank == 0 for c in chosen)
+    log.info("selected %d targets; %d (%.1f%%) are the top beam hypothesis", len(chosen), top,
+             100 * top / max(1, len(chosen)))
 
 
 def cmd_write_config(args: argparse.Namespace) -> None:
@@ -220,7 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="resumable state and checkpoints")
     p.add_argument("--output", required=True, help="final model checkpoint")
     p.add_argument("--summary", required=True, help="JSON training summary")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads in all (split over "
+                   "processes)")
+    p.add_argument("--nproc-per-node", type=int, default=1,
+                   help="data-parallel processes (torchrun + DDP): one per GPU, or CPU workers")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="GPUs this job may use: claims free ones (file locks) unless the "
+                   "scheduler already restricted CUDA_VISIBLE_DEVICES")
 
     p = command("export", cmd_export, "Export a checkpoint to a CTranslate2 model directory")
     p.add_argument("--checkpoint", required=True)
@@ -246,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", cmd_report, "Write the Markdown table of evaluation results")
     p.add_argument("--inputs", nargs="+", required=True)
     p.add_argument("--output", required=True)
+
+    p = command("select", cmd_select,
+                "Seq-Inter: pick from each n-best list the candidate closest to the reference")
+    p.add_argument("--nbest", required=True, help="TSV from translate --nbest-output")
+    p.add_argument("--references", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--metric", default="bleu", choices=["bleu", "chrf"])
 
     p = command("write-config", cmd_write_config, "Save a resolved config (JSON in) as YAML")
     p.add_argument("--json", type=_json_arg, required=True)

@@ -101,5 +101,9 @@ def export_model(checkpoint_path: Path, spm_model: Path, output_dir: Path,
         tmp.mkdir()
         spec.save(str(tmp))
         shutil.copyfile(spm_model, tmp / "spm.model")
-    # Fail now rather than at decoding time if the directory cannot be loaded.
-    ctranslate2.Translator(str(output_dir), device="cpu", compute_type="auto")
+        # fail now, before the directory is in place, rather than at decoding time
+        try:
+            ctranslate2.Translator(str(tmp), device="cpu", compute_type="auto")
+        except (RuntimeError, ValueError) as error:
+            raise NmtkdError(f"{output_dir}: CTranslate2 cannot load the export "
+                             f"({error})") from None

@@ -79,9 +79,12 @@ def fetch_sacrebleu(location: str, side: str, langpair: str | None, out: Path) -
     testset, langpair = parse_sacrebleu_location(location, side, langpair)
     from sacrebleu.utils import get_reference_files, get_source_file
 
-    path = get_source_file(testset, langpair) if side == "src" else get_reference_files(
-        testset, langpair
-    )[0]
+    try:
+        path = get_source_file(testset, langpair) if side == "src" else get_reference_files(
+            testset, langpair)[0]
+    except (Exception, SystemExit) as error:  # sacrebleu may sys.exit() on download failure
+        raise NmtkdError(f"{location}: sacreBLEU could not provide the {side} side "
+                         f"({error})") from None
     _copy_decompressed(Path(path), out)
 
 

@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nmtkd.batching import Batch
 from nmtkd.errors import NmtkdError
+from nmtkd.model import Transformer
 from nmtkd.spm import PAD_ID
 
 
@@ -55,8 +57,64 @@ class LabelSmoothedNLL:
                           tokens=int(mask.sum()))
 
 
+def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor,
+                       temperature: float = 1.0) -> Tensor:
+    """T²·Σ_positions Σ_k q_k·(−log p_k) over the masked positions, softmaxes in fp32.
+
+    T² keeps the gradient scale independent of the temperature (Hinton et al. 2015)."""
+    q = F.softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return -(q * log_p).sum(dim=-1)[mask].sum() * temperature**2
+
+
+class WordKD:
+    """Word-level distillation (Kim & Rush 2016):
+    (1-α)·LS-NLL + α·T²·Σ_k q_k·(−log p_k), with q = softmax(z_teacher/T), p = softmax(z/T).
+
+    The teacher (a torch checkpoint) runs in eval mode under no_grad on the same batch and
+    prefix as the student, so on Seq-KD data this is Seq-KD + Word-KD. The time axis is
+    processed in chunks so the teacher's [batch, time, vocab] tensor never exists whole.
+    """
+
+    def __init__(self, teacher: str | Transformer, alpha: float = 0.5, temperature: float = 1.0,
+                 label_smoothing: float = 0.0, time_chunk: int = 64):
+        from nmtkd.checkpoint import load_model
+
+        if not 0.0 <= alpha <= 1.0:
+            raise NmtkdError(f"loss.alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise NmtkdError(f"loss.temperature must be positive, got {temperature}")
+        self.nll = LabelSmoothedNLL(label_smoothing)
+        self.alpha, self.temperature, self.time_chunk = alpha, temperature, time_chunk
+        self.teacher = load_model(teacher)[0] if isinstance(teacher, str) else teacher
+        self.teacher.requires_grad_(False)
+
+    def __call__(self, logits: Tensor, batch: Batch) -> LossOutput:
+        base = self.nll(logits, batch)
+        if self.alpha == 0.0:
+            return base
+        self.teacher.to(logits.device).eval()
+        with torch.no_grad():
+            memory, mask = self.teacher.encode(batch.source)
+            memory_kv = self.teacher.memory_kv(memory)
+        non_pad = batch.target_out != PAD_ID
+        distill = logits.new_zeros((), dtype=torch.float32)
+        length = batch.target_in.size(1)
+        for start in range(0, length, self.time_chunk):
+            stop = min(start + self.time_chunk, length)
+            with torch.no_grad():
+                # causal decoder: the logits of a time slice only need the prefix up to it
+                teacher_logits = self.teacher.decode(batch.target_in[:, :stop], memory_kv,
+                                                     mask)[:, start:stop]
+            distill = distill + soft_cross_entropy(logits[:, start:stop], teacher_logits,
+                                                   non_pad[:, start:stop], self.temperature)
+        loss = (1.0 - self.alpha) * base.loss + self.alpha * distill
+        return LossOutput(loss=loss, nll=base.nll, tokens=base.tokens)
+
+
 LOSSES: dict[str, Callable[..., TrainingLoss]] = {
     "nll": LabelSmoothedNLL,
+    "word_kd": WordKD,
 }
 
 

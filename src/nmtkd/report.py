@@ -10,14 +10,21 @@ import pandas as pd
 from nmtkd.errors import NmtkdError
 from nmtkd.textio import atomic_writer
 
+REQUIRED = ("model", "testset", "sentences", "bleu", "chrf", "ter", "bleu_signature",
+            "chrf_signature", "ter_signature")
+
 
 def load_results(paths: list[Path]) -> pd.DataFrame:
     records = []
     for path in paths:
         try:
-            records.append(json.loads(Path(path).read_text()))
+            record = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise NmtkdError(f"{path}: cannot read evaluation result ({error})") from None
+        missing = [key for key in REQUIRED if key not in record]
+        if missing:
+            raise NmtkdError(f"{path}: evaluation result lacks {', '.join(missing)}")
+        records.append(record)
     if not records:
         raise NmtkdError("no evaluation results to tabulate")
     return pd.DataFrame.from_records(records)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 
 from nmtkd.errors import NmtkdError
-from nmtkd.textio import atomic_path, read_lines
+from nmtkd.textio import iter_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -21,7 +23,7 @@ def sample_lines(paths: Iterable[Path], sample_size: int, seed: int) -> list[str
     reservoir: list[str] = []
     seen = 0
     for path in paths:
-        for line in read_lines(path):
+        for line in iter_lines(path):
             seen += 1
             if len(reservoir) < sample_size:
                 reservoir.append(line)
@@ -41,11 +43,12 @@ def train_spm(
     lines = [line for line in sample_lines(inputs, sample_size, seed) if line.strip()]
     if not lines:
         raise NmtkdError(f"{', '.join(map(str, inputs))}: no text to train SentencePiece on")
-    with atomic_path(model_out.with_suffix("")) as tmpdir:
-        tmpdir.mkdir()
+    model_out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".spm.", dir=model_out.parent) as tmp:
+        prefix = Path(tmp) / "spm"
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(lines), model_prefix=str(tmpdir / "spm"),
+                sentence_iterator=iter(lines), model_prefix=str(prefix),
                 model_type="unigram", vocab_size=vocab_size,
                 character_coverage=character_coverage, num_threads=threads,
                 pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
@@ -55,9 +58,13 @@ def train_spm(
             )
         except RuntimeError as error:
             raise NmtkdError(f"SentencePiece training failed: {error}") from None
-        model_out.parent.mkdir(parents=True, exist_ok=True)
-        (tmpdir / "spm.vocab").replace(model_out.with_suffix(".vocab"))
-        (tmpdir / "spm.model").replace(model_out)
+        # the .model file is the declared output: it is moved last
+        os.replace(prefix.with_suffix(".vocab"), vocab_path(model_out))
+        os.replace(prefix.with_suffix(".model"), model_out)
+
+
+def vocab_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.stem + ".vocab")
 
 
 class Tokenizer:
@@ -67,7 +74,10 @@ class Tokenizer:
         path = Path(model_path)
         if not path.is_file():
             raise NmtkdError(f"{path}: SentencePiece model not found")
-        self.processor = spm.SentencePieceProcessor(model_file=str(path))
+        try:
+            self.processor = spm.SentencePieceProcessor(model_file=str(path))
+        except (RuntimeError, OSError) as error:
+            raise NmtkdError(f"{path}: not a SentencePiece model ({error})") from None
         ids = (self.processor.pad_id(), self.processor.unk_id(),
                self.processor.bos_id(), self.processor.eos_id())
         if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):

@@ -7,6 +7,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -29,19 +30,25 @@ def open_binary(path: str | Path) -> IO[bytes]:
 def iter_raw_lines(path: str | Path) -> Iterator[bytes]:
     """Yield each line as bytes without its line ending (streaming, constant memory)."""
     with open_binary(path) as handle:
-        for line in handle:
-            yield line.rstrip(b"\r\n")
+        try:
+            for line in handle:
+                yield line.rstrip(b"\r\n")
+        except (EOFError, OSError, zlib.error) as error:
+            raise NmtkdError(f"{path}: corrupt or truncated compressed file ({error})") from None
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """Yield the UTF-8 lines of a file; invalid UTF-8 is an error naming the line."""
+    for number, raw in enumerate(iter_raw_lines(path), start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise NmtkdError(f"{path}, line {number}: invalid UTF-8 ({error.reason})") from None
 
 
 def read_lines(path: str | Path) -> list[str]:
     """Read a small UTF-8 text file into a list of lines (for test sets and decoded output)."""
-    lines = []
-    for number, raw in enumerate(iter_raw_lines(path), start=1):
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise NmtkdError(f"{path}, line {number}: invalid UTF-8 ({error.reason})") from None
-    return lines
+    return list(iter_lines(path))
 
 
 def count_lines(path: str | Path) -> int:

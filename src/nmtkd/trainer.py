@@ -1,33 +1,41 @@
 """The training loop: token batches, Adam with inverse-sqrt warm-up, validation with greedy BLEU,
-early stopping, best checkpoint, checkpoint averaging, and resume after a kill."""
+early stopping, best checkpoint, checkpoint averaging, resume after a kill, and optional
+multi-process data parallelism (torchrun + DistributedDataParallel)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
 import math
 import random
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import sacrebleu
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from nmtkd import checkpoint
 from nmtkd.batching import ParallelData, token_batches
 from nmtkd.decoding import greedy_translate_ids
+from nmtkd.distributed import DistContext
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import TrainingLoss, build_loss
+from nmtkd.losses import TrainingLoss, build_loss, token_nll
 from nmtkd.model import ModelConfig, Transformer, count_parameters
 from nmtkd.spm import Tokenizer
 from nmtkd.textio import atomic_writer
 
 log = logging.getLogger(__name__)
+
+POSITIVE_INTEGERS = ("max_tokens", "accumulate", "max_updates", "max_epochs", "valid_interval",
+                     "valid_bleu_sentences", "save_interval", "max_length")
 
 
 @dataclass
@@ -54,33 +62,39 @@ class TrainConfig:
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "nll", "label_smoothing": 0.1})
 
     def __post_init__(self) -> None:
+        for name in POSITIVE_INTEGERS:
+            if getattr(self, name) < 1:
+                raise NmtkdError(f"training.{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise NmtkdError(f"training.lr must be positive, got {self.lr}")
         if self.early_stopping_metric not in {"bleu", "loss"}:
             raise NmtkdError("training.early_stopping_metric must be 'bleu' or 'loss'")
         if self.precision not in {"fp32", "bf16", "auto"}:
             raise NmtkdError("training.precision must be fp32, bf16 or auto")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, context: DistContext | None = None) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise NmtkdError("training.device is 'cuda' but no CUDA device is available")
     if name not in {"cpu", "cuda"}:
         raise NmtkdError(f"training.device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and context is not None and context.enabled:
+        return torch.device("cuda", context.local_rank)
     return torch.device(name)
 
 
-def supports_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # On CPU, bf16 autocast only pays off with native bf16 matrix units (AMX / AVX512-BF16).
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or (precision == "auto" and supports_bf16(device)):
+    """bf16 autocast for `bf16`; for `auto`, only on CUDA devices with bf16 support.
+
+    On CPU, `auto` stays fp32: bench/trainer_throughput.py measured bf16 autocast slower than
+    fp32 for the student and teacher presets even on a CPU with AMX (the matrices are small
+    and the casts cost more than they save). `bf16` still forces it.
+    """
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
 
@@ -105,24 +119,36 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     recent: list[int] = field(default_factory=list)  # updates of the kept averaging snapshots
     finished: bool = False
+    stop_reason: str | None = None
 
 
 class Trainer:
     def __init__(
         self, model_cfg: ModelConfig, cfg: TrainConfig, train: ParallelData,
         valid: ParallelData, valid_refs: list[str], tokenizer: Tokenizer, workdir: Path,
-        loss: TrainingLoss | None = None,
+        loss: TrainingLoss | None = None, context: DistContext | None = None,
     ):
+        if cfg.max_length >= model_cfg.max_positions:
+            raise NmtkdError(f"training.max_length ({cfg.max_length}) must be below the model's "
+                             f"max_positions ({model_cfg.max_positions})")
         self.cfg, self.train, self.valid = cfg, train, valid
         self.valid_refs, self.tokenizer = valid_refs, tokenizer
         self.workdir = Path(workdir)
-        self.device = resolve_device(cfg.device)
+        self.context = context or DistContext()
+        self.device = resolve_device(cfg.device, self.context)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.dtype = autocast_dtype(cfg.precision, self.device)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.model = Transformer(model_cfg).to(self.device)
+        if self.context.rank > 0:
+            # other ranks get rank 0's weights from DDP, but their own dropout noise
+            torch.manual_seed(cfg.seed + 7919 * self.context.rank)
+        self.network: torch.nn.Module = self.model
+        if self.context.enabled:
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.loss = loss or build_loss(cfg.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                           eps=1e-9)
@@ -135,7 +161,9 @@ class Trainer:
         for key in ("max_minutes", "device", "threads", "save_interval"):
             cfg.pop(key)
         blob = json.dumps({"model": model_cfg.to_dict(), "train": cfg, "n": len(self.train),
-                           "tokens": self.train.target_token_count()}, sort_keys=True)
+                           "tokens": self.train.target_token_count(), "valid": len(self.valid),
+                           "valid_tokens": self.valid.target_token_count(),
+                           "world": self.context.world}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # ---- persistence -------------------------------------------------------------------------
@@ -143,32 +171,80 @@ class Trainer:
     def state_path(self) -> Path:
         return self.workdir / "state.pt"
 
+    def _rng_state(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
     def save_state(self) -> None:
-        checkpoint.save({
-            "fingerprint": self.fingerprint,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "state": asdict(self.state),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-        }, self.state_path)
+        rng_states = self.context.gather(self._rng_state())  # every rank's own RNG
+        if self.context.is_main:
+            checkpoint.save({
+                "fingerprint": self.fingerprint,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": asdict(self.state),
+                "rng": rng_states,
+            }, self.state_path)
+        self.context.barrier()
+
+    def load_saved_state(self) -> dict[str, Any] | None:
+        """The saved state of this same run (config, data, processes), or None."""
+        if not self.state_path.is_file():
+            return None
+        saved = checkpoint.load(self.state_path)
+        known = {f.name for f in fields(TrainState)}
+        if saved.get("fingerprint") != self.fingerprint or not set(saved.get("state", {})) <= known:
+            log.warning("%s belongs to a different config, data or version; starting afresh",
+                        self.state_path)
+            return None
+        return saved
 
     def try_resume(self) -> bool:
-        if not self.state_path.is_file():
-            return False
-        saved = checkpoint.load(self.state_path)
-        if saved.get("fingerprint") != self.fingerprint:
-            log.warning("%s belongs to a different config or data; starting afresh",
-                        self.state_path)
+        """Continue the saved state of this run, if any (also a finished one: see `fit`)."""
+        saved = self.load_saved_state()
+        if saved is None:
             return False
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = TrainState(**saved["state"])
-        torch.set_rng_state(saved["torch_rng"])
-        random.setstate(saved["python_rng"])
+        rng = saved["rng"][self.context.rank]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.context.is_main:
+            self._truncate_log(self.state.update)
         log.info("resumed from %s at update %d (epoch %d, batch %d)", self.state_path,
                  self.state.update, self.state.epoch, self.state.batch_in_epoch)
         return True
+
+    def _truncate_log(self, update: int) -> None:
+        """Drop log records written after the saved state (the resumed run redoes them) and
+        any line a kill cut short."""
+        path = self.workdir / "train_log.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("update", 0) <= update:
+                kept.append(line)
+        with atomic_writer(path) as handle:
+            handle.write("".join(line + "\n" for line in kept))
+
+    def _clear_workdir(self) -> None:
+        if self.context.is_main:
+            for pattern in ("state.pt", "best.pt", "snapshot_*.pt", "train_log.jsonl"):
+                for path in self.workdir.glob(pattern):
+                    path.unlink()
+            for stale in self.workdir.glob(".*.pt.*"):  # temporaries of a killed save
+                shutil.rmtree(stale, ignore_errors=True)
+        self.context.barrier()
 
     # ---- validation ----------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -177,104 +253,143 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     @torch.no_grad()
-    def validation_loss(self) -> float:
-        self.model.eval()
+    def validation_loss(self, model: Transformer) -> float:
+        model.eval()
         nll, tokens = 0.0, 0
         for indices in token_batches(self.valid, self.cfg.max_tokens, 0, 0, shuffle=False):
             batch = self.valid.collate(indices).to(self.device)
             with self._autocast():
-                logits = self.model(batch.source, batch.target_in)
-            out = self.loss_nll(logits, batch)
-            nll += out[0]
-            tokens += out[1]
+                logits = model(batch.source, batch.target_in)
+            token_losses, _, mask = token_nll(logits, batch.target_out)
+            nll += float(token_losses[mask].sum())
+            tokens += int(mask.sum())
         return nll / max(tokens, 1)
 
-    @staticmethod
-    def loss_nll(logits: torch.Tensor, batch: Any) -> tuple[float, int]:
-        from nmtkd.losses import token_nll
-
-        nll, _, mask = token_nll(logits, batch.target_out)
-        return float(nll[mask].sum()), int(mask.sum())
-
-    def validation_bleu(self) -> float:
+    def validation_bleu(self, model: Transformer) -> float:
         count = min(self.cfg.valid_bleu_sentences, len(self.valid))
-        sources = [s[:-1] for s in self.valid.sources[:count]]  # drop the </s> collate added
-        hyps = greedy_translate_ids(self.model, sources, max_length=self.cfg.max_length,
+        sources = [s[:-1] for s in self.valid.sources[:count]]  # without the appended </s>
+        hyps = greedy_translate_ids(model, sources, max_length=self.cfg.max_length,
                                     device=self.device)
         texts = self.tokenizer.decode_ids(hyps)
-        return sacrebleu.corpus_bleu(texts, [self.valid_refs[:count]]).score
+        references = [self.valid_refs[line] for line in self.valid.lines[:count]]
+        return sacrebleu.corpus_bleu(texts, [references]).score
+
+    def measure(self, model: Transformer) -> dict[str, float]:
+        record = {"valid_nll": self.validation_loss(model),
+                  "valid_bleu": self.validation_bleu(model)}
+        record["valid_ppl"] = math.exp(min(record["valid_nll"], 50))
+        return record
+
+    def metric(self, record: dict[str, float]) -> float:
+        """Higher is better."""
+        if self.cfg.early_stopping_metric == "bleu":
+            return record["valid_bleu"]
+        return -record["valid_nll"]
 
     def validate(self) -> dict[str, float]:
-        record = {"update": self.state.update, "valid_nll": self.validation_loss(),
-                  "valid_bleu": self.validation_bleu()}
-        record["valid_ppl"] = math.exp(min(record["valid_nll"], 50))
-        metric = record["valid_bleu"] if self.cfg.early_stopping_metric == "bleu" else -record[
-            "valid_nll"]
-        if self.state.best_metric is None or metric > self.state.best_metric:
-            self.state.best_metric, self.state.best_update = metric, self.state.update
-            self.state.bad_validations = 0
-            checkpoint.save_model(self.workdir / "best.pt", self.model,
-                                  {"update": self.state.update, **record})
-        else:
-            self.state.bad_validations += 1
-        if self.cfg.average_last > 0:
-            checkpoint.save_model(self.workdir / f"snapshot_{self.state.update}.pt", self.model)
-            self.state.recent.append(self.state.update)
-            for old in self.state.recent[: -self.cfg.average_last]:
-                (self.workdir / f"snapshot_{old}.pt").unlink(missing_ok=True)
-            self.state.recent = self.state.recent[-self.cfg.average_last:]
-        self.state.history.append(record)
+        """Validate on rank 0; every rank then holds rank 0's updated state."""
+        record: dict[str, float] = {}
+        if self.context.is_main:
+            record = {"update": self.state.update, **self.measure(self.model)}
+            state = self.state
+            if state.best_metric is None or self.metric(record) > state.best_metric:
+                state.best_metric, state.best_update = self.metric(record), state.update
+                state.bad_validations = 0
+                checkpoint.save_model(self.workdir / "best.pt", self.model, dict(record))
+            else:
+                state.bad_validations += 1
+            if self.cfg.average_last > 0:
+                checkpoint.save_model(self.workdir / f"snapshot_{state.update}.pt", self.model)
+                state.recent = (state.recent + [state.update])[-self.cfg.average_last:]
+            state.history.append(record)
+        self.state = self.context.broadcast(self.state)
         self.model.train()
-        return record
+        return self.context.broadcast(record)
+
+    def _drop_old_snapshots(self) -> None:
+        if self.context.is_main:
+            keep = {f"snapshot_{u}.pt" for u in self.state.recent}
+            for path in self.workdir.glob("snapshot_*.pt"):
+                if path.name not in keep:
+                    path.unlink()
 
     # ---- training ------------------------------------------------------------------------------
     def _should_stop(self) -> str | None:
         cfg, state = self.cfg, self.state
+        reason = None
         if state.update >= cfg.max_updates:
-            return "max_updates"
-        if state.epoch >= cfg.max_epochs:
-            return "max_epochs"
-        if cfg.patience > 0 and state.bad_validations >= cfg.patience:
-            return "early_stopping"
-        if cfg.max_minutes > 0 and state.seconds >= cfg.max_minutes * 60:
-            return "max_minutes"
-        return None
+            reason = "max_updates"
+        elif state.epoch >= cfg.max_epochs:
+            reason = "max_epochs"
+        elif cfg.patience > 0 and state.bad_validations >= cfg.patience:
+            reason = "early_stopping"
+        elif cfg.max_minutes > 0 and state.seconds >= cfg.max_minutes * 60:
+            reason = "max_minutes"
+        return self.context.broadcast(reason)  # the clock may differ between ranks
 
-    def _step(self, batches: list[list[int]]) -> tuple[float, int]:
-        """One update over `accumulate` batches; returns (summed NLL, target tokens)."""
-        self.model.train()
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This epoch's batches; with several processes, a multiple of their number."""
+        batches = token_batches(self.train, self.cfg.max_tokens, self.cfg.seed, epoch)
+        world = self.context.world
+        return batches[: len(batches) - len(batches) % world] if world > 1 else batches
+
+    def _step(self, group: list[list[int]]) -> tuple[float, int]:
+        """One update over the global batch `group` (accumulate x processes batches); this
+        process computes its share. Returns the global (summed NLL, target tokens)."""
+        self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        collated = [self.train.collate(b).to(self.device) for b in batches]
-        total_tokens = sum(b.target_tokens for b in collated)
+        total_tokens = sum(len(self.train.targets[i]) + 1 for batch in group for i in batch)
+        world = self.context.world
+        local = group[self.context.rank::world]
         nll_sum = 0.0
-        for batch in collated:
-            with self._autocast():
-                logits = self.model(batch.source, batch.target_in)
-            out = self.loss(logits, batch)
-            (out.loss / total_tokens).backward()
+        for position, indices in enumerate(local):
+            batch = self.train.collate(indices).to(self.device)
+            last = position == len(local) - 1
+            sync = contextlib.nullcontext() if last or not self.context.enabled else (
+                self.network.no_sync())
+            with sync:
+                with self._autocast():
+                    logits = self.network(batch.source, batch.target_in)
+                out = self.loss(logits, batch)
+                # DDP averages gradients over processes; scale so they sum over the global batch
+                (out.loss * world / total_tokens).backward()
             nll_sum += float(out.nll)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         lr = inverse_sqrt_lr(self.state.update + 1, self.cfg.lr, self.cfg.warmup)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = lr
         self.optimizer.step()
-        return nll_sum, total_tokens
+        return self.context.sum(nll_sum), total_tokens
 
     def fit(self) -> TrainState:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.try_resume()
+        """Train until a stop condition; a rerun after a kill continues from the saved state.
+
+        A finished run is not trained again: its outputs are simply rewritten. Delete the
+        working directory (or change the config) to train from scratch.
+        """
+        if self.context.is_main:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        self.context.barrier()
+        if not self.try_resume():
+            self._clear_workdir()
+        if self.state.finished:
+            log.info("%s holds a finished run (%s); not training again", self.state_path,
+                     self.state.stop_reason)
+            return self.state
         cfg, state = self.cfg, self.state
-        log.info("model: %d parameters; device %s; autocast %s", count_parameters(self.model),
-                 self.device, self.dtype)
+        log.info("model: %d parameters; device %s; autocast %s; %d process(es)",
+                 count_parameters(self.model), self.device, self.dtype, self.context.world)
         progress = tqdm(total=cfg.max_updates, initial=state.update, desc="train",
-                        unit=" upd", mininterval=2.0, dynamic_ncols=True)
+                        unit=" upd", mininterval=2.0, dynamic_ncols=True,
+                        disable=not self.context.is_main)
         reason = self._should_stop()
+        per_update = cfg.accumulate * self.context.world
         window_tokens, window_start = 0, time.perf_counter()
         while reason is None:
-            batches = token_batches(self.train, cfg.max_tokens, cfg.seed, state.epoch)
+            batches = self.epoch_batches(state.epoch)
             while state.batch_in_epoch < len(batches) and reason is None:
-                group = batches[state.batch_in_epoch:state.batch_in_epoch + cfg.accumulate]
+                group = batches[state.batch_in_epoch:state.batch_in_epoch + per_update]
                 started = time.perf_counter()
                 nll_sum, tokens = self._step(group)
                 state.seconds += time.perf_counter() - started
@@ -293,61 +408,78 @@ class Trainer:
                 self._log({"update": state.update, "epoch": state.epoch,
                            "train_nll": nll_sum / max(tokens, 1), "tokens": tokens,
                            "lr": self.optimizer.param_groups[0]["lr"]})
-                if state.update % cfg.valid_interval == 0:
+                validated = state.update % cfg.valid_interval == 0
+                if validated:
                     started = time.perf_counter()
                     record = self.validate()
+                    state = self.state
                     state.seconds += time.perf_counter() - started
                     self._log(record)
                     progress.write(f"update {state.update}: valid nll {record['valid_nll']:.3f} "
                                    f"bleu {record['valid_bleu']:.2f}")
                 reason = self._should_stop()
-                if state.update % cfg.save_interval == 0 or reason:
+                if validated or state.update % cfg.save_interval == 0 or reason:
                     self.save_state()
+                    self._drop_old_snapshots()  # only once the state no longer names them
             if state.batch_in_epoch >= len(batches):
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                 reason = reason or self._should_stop()
         progress.close()
         if not state.history or state.history[-1]["update"] != state.update:
             self._log(self.validate())
-            self.save_state()
+            state = self.state
         log.info("training stopped: %s", reason)
-        state.finished = True
-        self.stop_reason = reason
+        state.finished, state.stop_reason = True, reason
+        self.save_state()
+        self._drop_old_snapshots()
         return state
 
     def _log(self, record: dict[str, Any]) -> None:
-        with (self.workdir / "train_log.jsonl").open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if self.context.is_main:
+            with (self.workdir / "train_log.jsonl").open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
 
-    def final_model(self) -> Transformer:
-        """The best checkpoint, or the average of the last N validation snapshots."""
-        if self.cfg.average_last > 0 and self.state.recent:
-            paths = [self.workdir / f"snapshot_{u}.pt" for u in self.state.recent]
-            return average_checkpoints(paths)
-        model, _ = checkpoint.load_model(self.workdir / "best.pt")
-        return model
+    def final_model(self) -> tuple[Transformer, str, dict[str, float]]:
+        """The best checkpoint, or the average of the last N validation snapshots when that
+        validates better; with a description and its validation record."""
+        best, record = checkpoint.load_model(self.workdir / "best.pt")
+        best.to(self.device)
+        chosen = (best, f"best checkpoint (update {self.state.best_update})",
+                  {k: record[k] for k in ("valid_nll", "valid_bleu", "valid_ppl")})
+        if self.cfg.average_last > 0 and len(self.state.recent) > 1:
+            averaged = average_checkpoints(
+                [self.workdir / f"snapshot_{u}.pt" for u in self.state.recent]).to(self.device)
+            averaged_record = self.measure(averaged)
+            if self.metric(averaged_record) >= self.metric(chosen[2]):
+                chosen = (averaged, f"average of updates {self.state.recent}", averaged_record)
+        chosen[0].cpu()
+        return chosen
 
-    def write_outputs(self, model_path: Path, summary_path: Path) -> dict[str, Any]:
-        model = self.final_model()
+    def write_outputs(self, model_path: Path, summary_path: Path) -> dict[str, Any] | None:
+        """Write the final model and the JSON summary (rank 0; other ranks return None)."""
+        if not self.context.is_main:
+            return None
+        model, description, record = self.final_model()
         state = self.state
+        batches_per_epoch = max(1, len(self.epoch_batches(state.epoch)))
         summary = {
             "parameters": count_parameters(model),
             "updates": state.update,
-            "epochs": state.epoch + state.batch_in_epoch / max(1, len(token_batches(
-                self.train, self.cfg.max_tokens, self.cfg.seed, state.epoch))),
+            "epochs": state.epoch + state.batch_in_epoch / batches_per_epoch,
             "train_seconds": state.seconds,
             "updates_per_second": state.update / max(state.seconds, 1e-9),
             "target_tokens_per_second": state.target_tokens / max(state.seconds, 1e-9),
+            "final_model": description,
+            "final_valid": record,
             "best_update": state.best_update,
-            "best_valid": next((h for h in state.history if h["update"] == state.best_update), {}),
-            "final_valid": state.history[-1] if state.history else {},
-            "averaged": state.recent if self.cfg.average_last > 0 else [],
-            "stop_reason": getattr(self, "stop_reason", None),
+            "history": state.history,
+            "stop_reason": state.stop_reason,
             "device": str(self.device),
             "autocast": str(self.dtype),
+            "processes": self.context.world,
             "train_pairs": len(self.train),
         }
-        checkpoint.save_model(model_path, model, {"training": summary})
+        checkpoint.save_model(model_path, model, {"training": copy.deepcopy(summary)})
         with atomic_writer(summary_path) as handle:
             json.dump(summary, handle, indent=2)
         return summary

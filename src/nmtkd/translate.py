@@ -40,9 +40,13 @@ def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate
     if not (model_dir / "model.bin").is_file():
         raise NmtkdError(f"{model_dir}: not a CTranslate2 model directory (no model.bin)")
     intra = max(1, options.threads // max(1, options.inter_threads))
-    translator = ctranslate2.Translator(
-        str(model_dir), device=options.device, compute_type=options.compute_type,
-        inter_threads=options.inter_threads, intra_threads=intra)
+    try:
+        translator = ctranslate2.Translator(
+            str(model_dir), device=options.device, compute_type=options.compute_type,
+            inter_threads=options.inter_threads, intra_threads=intra)
+    except (RuntimeError, ValueError) as error:
+        raise NmtkdError(f"{model_dir}: cannot load with device={options.device}, "
+                         f"compute_type={options.compute_type} ({error})") from None
     return translator, Tokenizer(model_dir / "spm.model")
 
 

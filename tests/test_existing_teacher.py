@@ -1,0 +1,64 @@
+"""Reusing an existing teacher (torch checkpoint or CTranslate2 directory) instead of training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from workflow_config import run_snakemake, tiny_config
+
+from nmtkd.export import export_model
+
+
+def config_for(synthetic, existing: dict) -> dict:
+    data = {"src_lang": "xx", "tgt_lang": "yy",
+            "train": {"src": str(synthetic["train"][0]), "tgt": str(synthetic["train"][1])},
+            "valid": {"src": str(synthetic["valid"][0]), "tgt": str(synthetic["valid"][1])},
+            "test": {"synthetic": {"src": str(synthetic["test"][0]),
+                                   "tgt": str(synthetic["test"][1])}}}
+    config = tiny_config("reuse", data)
+    config["teacher"]["existing"] = existing
+    config["evaluation"]["max_length"] = 60
+    return config
+
+
+def planned_rules(workdir, config) -> str:
+    return run_snakemake(workdir, config, "-n", "--quiet", "rules").stdout
+
+
+@pytest.mark.e2e
+def test_existing_checkpoint_skips_training_and_is_exported(synthetic, synthetic_spm,
+                                                            trained_tiny, tmp_path):
+    config = config_for(synthetic, {"checkpoint": str(trained_tiny), "spm": str(synthetic_spm)})
+    plan = planned_rules(tmp_path, config)
+    assert "train_teacher" not in plan and "train_spm" not in plan
+    assert "export_ct2" in plan and "translate_testset" in plan
+    run_snakemake(tmp_path, config, "--cores", "2")
+    evaluation = json.loads((tmp_path / "results/reuse/eval/teacher/synthetic.json").read_text())
+    assert evaluation["bleu"] > 30  # the briefly trained tiny model, not a blank one
+    assert (tmp_path / "results/reuse/models/teacher/ct2_int8/model.bin").is_file()
+    assert not (tmp_path / "results/reuse/models/teacher/model.pt").exists()
+
+
+@pytest.mark.e2e
+def test_existing_ct2_model_alone_is_used_for_decoding(synthetic, synthetic_spm, trained_tiny,
+                                                       tmp_path):
+    ct2_dir = tmp_path / "given_ct2"
+    export_model(trained_tiny, synthetic_spm, ct2_dir, "float32")
+    config = config_for(synthetic, {"ct2_model": str(ct2_dir)})
+    plan = planned_rules(tmp_path, config)
+    for rule in ("train_teacher", "train_spm", "export_ct2"):
+        assert rule not in plan
+    run_snakemake(tmp_path, config, "--cores", "2")
+    evaluation = json.loads((tmp_path / "results/reuse/eval/teacher/synthetic.json").read_text())
+    assert evaluation["bleu"] > 30
+
+
+@pytest.mark.parametrize(("existing", "message"), [
+    ({"checkpoint": "model.pt"}, "config error at teacher.existing.spm"),
+    ({"ct2_model": "/nonexistent/ct2"}, "config error at teacher.existing.ct2_model: "
+                                        "/nonexistent/ct2 does not exist"),
+])
+def test_bad_existing_teacher_is_named(synthetic, tmp_path, existing, message):
+    result = run_snakemake(tmp_path, config_for(synthetic, existing), "-n", check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
