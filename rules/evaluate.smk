@@ -12,6 +12,7 @@ rule translate_testset:
         batch_size=EVAL["batch_size"],
         max_length=EVAL["max_length"],
         length_penalty=EVAL["length_penalty"],
+        inter_threads=EVAL["inter_threads"],
     log:
         f"{LOGS}/translate_testset/{{model}}.{{testset}}.log",
     benchmark:
@@ -24,7 +25,7 @@ rule translate_testset:
         "nmtkd translate --model {input.model} --input {input.src} --output {output}"
         " --beam-size {params.beam} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --length-penalty {params.length_penalty}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --inter-threads {params.inter_threads} > {log} 2>&1"
 
 
 rule evaluate_testset:

@@ -142,7 +142,8 @@ def test_kill_9_then_rerun_resumes_and_matches(synthetic, synthetic_spm, tmp_pat
     assert summary["updates"] == 120
 
 
-def test_checkpoints_refuse_arbitrary_pickles(tmp_path):
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_checkpoints_refuse_arbitrary_pickles(tmp_path, capfd):
     class Payload:
         def __reduce__(self):
             return (os.system, ("echo unsafe",))
@@ -152,6 +153,7 @@ def test_checkpoints_refuse_arbitrary_pickles(tmp_path):
         pickle.dump({"model": Payload()}, handle)
     with pytest.raises(NmtkdError, match="evil.pt: cannot load checkpoint"):
         checkpoint.load(path)
+    assert "unsafe" not in capfd.readouterr().out  # the payload never ran
 
 
 def test_best_checkpoint_and_averaging(synthetic, synthetic_spm, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +38,12 @@ def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate
     model_dir = Path(model_dir)
     if not (model_dir / "model.bin").is_file():
         raise NmtkdError(f"{model_dir}: not a CTranslate2 model directory (no model.bin)")
-    intra = max(1, options.threads // max(1, options.inter_threads))
+    inter = max(1, min(options.inter_threads, options.threads))  # never more than `threads`
+    intra = max(1, options.threads // inter)
     try:
         translator = ctranslate2.Translator(
             str(model_dir), device=options.device, compute_type=options.compute_type,
-            inter_threads=options.inter_threads, intra_threads=intra)
+            inter_threads=inter, intra_threads=intra)
     except (RuntimeError, ValueError) as error:
         raise NmtkdError(f"{model_dir}: cannot load with device={options.device}, "
                          f"compute_type={options.compute_type} ({error})") from None
@@ -91,7 +91,3 @@ def translate_file(model_dir: Path, input_path: Path, output_path: Path, options
                 for rank, (text, score) in enumerate(zip(texts, scores, strict=True)):
                     handle.write(f"{sentence}\t{rank}\t{score:.6f}\t{text}\n")
     return hyps
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0))
