@@ -8,6 +8,11 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# the number of parallel decoding jobs that distil the training set
+scattergather:
+    distill=config.get("distill", {}).get("chunks", 4),
+
+
 include: "rules/common.smk"
 include: "rules/config.smk"
 include: "rules/data.smk"
@@ -15,6 +20,7 @@ include: "rules/spm.smk"
 include: "rules/teacher.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
+include: "rules/distill.smk"
 include: "rules/report.smk"
 
 

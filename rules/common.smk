@@ -50,6 +50,8 @@ def check_config():
     for name, preset in presets.items():
         if preset["d_model"] % preset["heads"]:
             config_error(f"presets.{name}", "d_model must be divisible by heads")
+    if config["distill"]["nbest"] > config["distill"]["beam_size"]:
+        config_error("distill.nbest", "must not exceed distill.beam_size")
     if config["data"]["src_lang"] == config["data"]["tgt_lang"]:
         config_error("data.tgt_lang", "must differ from data.src_lang")
     positions = presets[teacher_preset].get("max_positions", 1024)
@@ -75,6 +77,7 @@ SPLITS = ["train", "valid", *TESTSETS]
 QUANTIZATIONS = config["export"]["quantizations"]
 MODELS = ["teacher"]
 EVAL = config["evaluation"]
+DISTILL = config["distill"]
 BEAM = EVAL["beam_size"]
 
 
@@ -155,6 +158,12 @@ def ct2_float32_model(wildcards):
     if wildcards.model == "teacher" and TEACHER_IS_CT2_ONLY:
         return EXISTING["ct2_model"]
     return f"{RESULTS}/models/{wildcards.model}/ct2_float32"
+
+
+def ct2_float32_model_of_teacher():
+    if TEACHER_IS_CT2_ONLY:
+        return EXISTING["ct2_model"]
+    return f"{RESULTS}/models/teacher/ct2_float32"
 
 
 def teacher_exports():

@@ -188,6 +188,27 @@ def cmd_select(args: argparse.Namespace) -> None:
              100 * top / max(1, len(chosen)))
 
 
+def cmd_split(args: argparse.Namespace) -> None:
+    from nmtkd.chunks import split_file
+
+    sizes = split_file(Path(args.input), [Path(p) for p in args.outputs])
+    log.info("split %s into %d chunks of %s lines", args.input, len(sizes), sizes)
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from nmtkd.chunks import gather_files, gather_nbest
+    from nmtkd.textio import count_lines
+
+    if args.nbest_inputs and not args.nbest_output:
+        raise NmtkdError("--nbest-inputs needs --nbest-output")
+    expected = Path(args.expected) if args.expected else None
+    count = gather_files([Path(p) for p in args.inputs], Path(args.output), expected)
+    if args.nbest_inputs:
+        gather_nbest([Path(p) for p in args.nbest_inputs], Path(args.nbest_output),
+                     count_lines(expected) if expected else count)
+    log.info("gathered %d lines into %s", count, args.output)
+
+
 def cmd_write_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -309,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--metric", default="bleu", choices=["bleu", "chrf"])
+
+    p = command("split", cmd_split, "Split a text file into contiguous chunks (scatter)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--outputs", nargs="+", required=True)
+
+    p = command("gather", cmd_gather, "Concatenate chunk outputs in order (gather)")
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--expected", help="file whose line count the output must have")
+    p.add_argument("--nbest-inputs", nargs="*", default=[])
+    p.add_argument("--nbest-output")
 
     p = command("write-config", cmd_write_config, "Save a resolved config (JSON in) as YAML")
     p.add_argument("--json", type=_json_arg, required=True)

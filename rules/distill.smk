@@ -1,0 +1,84 @@
+# Sequence-level distillation data: the teacher's CT2 beam search over the training source in
+# parallel chunks (scatter / gather), Seq-KD targets (top hypothesis) and Seq-Inter targets
+# (the n-best candidate closest to the reference).
+
+
+rule split_distill_source:
+    input:
+        f"{RESULTS}/data/clean/train.{SRC}",
+    output:
+        scatter.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}"),
+    log:
+        f"{LOGS}/split_distill_source.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "nmtkd split --input {input} --outputs {output} > {log} 2>&1"
+
+
+rule distill_chunk:
+    input:
+        model=ct2_float32_model_of_teacher(),
+        src=f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}",
+    output:
+        best=f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}",
+        nbest=f"{RESULTS}/distill/chunks/{{scatteritem}}.nbest.tsv",
+    params:
+        beam=DISTILL["beam_size"],
+        nbest=DISTILL["nbest"],
+        batch_size=DISTILL["batch_size"],
+        max_length=DISTILL["max_length"],
+        inter_threads=DISTILL["inter_threads"],
+    log:
+        f"{LOGS}/distill_chunk/{{scatteritem}}.log",
+    benchmark:
+        f"{BENCHMARKS}/distill_chunk/{{scatteritem}}.tsv"
+    threads: DISTILL["threads"]
+    resources:
+        mem_mb=default_resource("mem_mb"),
+        runtime=default_resource("runtime"),
+    shell:
+        "nmtkd translate --model {input.model} --input {input.src} --output {output.best}"
+        " --nbest-output {output.nbest} --beam-size {params.beam} --nbest {params.nbest}"
+        " --batch-size {params.batch_size} --max-length {params.max_length}"
+        " --threads {threads} --inter-threads {params.inter_threads} > {log} 2>&1"
+
+
+rule gather_distilled:
+    input:
+        best=gather.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}"),
+        nbest=gather.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.nbest.tsv"),
+        src=f"{RESULTS}/data/clean/train.{SRC}",
+    output:
+        seqkd=f"{RESULTS}/distill/seqkd.{TGT}",
+        nbest=f"{RESULTS}/distill/nbest.tsv",
+    log:
+        f"{LOGS}/gather_distilled.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "nmtkd gather --inputs {input.best} --output {output.seqkd} --expected {input.src}"
+        " --nbest-inputs {input.nbest} --nbest-output {output.nbest} > {log} 2>&1"
+
+
+rule select_seqinter:
+    input:
+        nbest=f"{RESULTS}/distill/nbest.tsv",
+        ref=f"{RESULTS}/data/clean/train.{TGT}",
+    output:
+        f"{RESULTS}/distill/seqinter.{TGT}",
+    params:
+        metric=DISTILL["similarity"],
+    log:
+        f"{LOGS}/select_seqinter.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "nmtkd select --nbest {input.nbest} --references {input.ref} --output {output}"
+        " --metric {params.metric} > {log} 2>&1"
