@@ -153,17 +153,18 @@ def torch_checkpoint(wildcards):
     return f"{RESULTS}/models/{wildcards.model}/model.pt"
 
 
-def ct2_float32_model(wildcards):
-    """A model's float32 CTranslate2 directory used for decoding."""
-    if wildcards.model == "teacher" and TEACHER_IS_CT2_ONLY:
-        return EXISTING["ct2_model"]
-    return f"{RESULTS}/models/{wildcards.model}/ct2_float32"
-
-
 def ct2_float32_model_of_teacher():
+    """The teacher's float32 CTranslate2 directory: the existing one, else the export."""
     if TEACHER_IS_CT2_ONLY:
         return EXISTING["ct2_model"]
     return f"{RESULTS}/models/teacher/ct2_float32"
+
+
+def ct2_float32_model(wildcards):
+    """A model's float32 CTranslate2 directory used for decoding."""
+    if wildcards.model == "teacher":
+        return ct2_float32_model_of_teacher()
+    return f"{RESULTS}/models/{wildcards.model}/ct2_float32"
 
 
 def teacher_exports():
