@@ -135,6 +135,21 @@ def check_existing_teacher():
 
 check_existing_teacher()
 TEACHER_IS_CT2_ONLY = "ct2_model" in EXISTING and "checkpoint" not in EXISTING
+# losses that run the teacher's torch model next to the student
+TEACHER_LOSSES = {"word_kd"}
+
+
+def check_teacher_losses():
+    for key, settings in (("training", config["training"]),
+                          ("teacher.training", config["teacher"].get("training", {}))):
+        name = settings.get("loss", {}).get("name")
+        if TEACHER_IS_CT2_ONLY and name in TEACHER_LOSSES:
+            config_error(f"{key}.loss.name", f"{name!r} needs the teacher's torch checkpoint, "
+                         "but teacher.existing gives only a CTranslate2 model; add "
+                         "teacher.existing.checkpoint and .spm")
+
+
+check_teacher_losses()
 
 
 def spm_model():

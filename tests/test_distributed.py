@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import encode_pair
 
 from nmtkd import checkpoint
@@ -14,7 +15,7 @@ MODEL = {"d_model": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 2, "f
          "dropout": 0.0}
 
 
-def train(synthetic, synthetic_spm, directory, processes, accumulate, updates=12):
+def train_command(synthetic, synthetic_spm, directory, processes, accumulate, updates=12):
     tokenizer = Tokenizer(synthetic_spm)
     directory.mkdir(parents=True, exist_ok=True)
     train_files = encode_pair(tokenizer, *synthetic["train"], directory)
@@ -23,15 +24,18 @@ def train(synthetic, synthetic_spm, directory, processes, accumulate, updates=12
                 "training": {"max_tokens": 800, "accumulate": accumulate, "max_updates": updates,
                              "valid_interval": 6, "save_interval": 3, "device": "cpu",
                              "warmup": 10, "lr": 0.002, "valid_bleu_sentences": 20}}
-    subprocess.run(
-        [sys.executable, "-m", "nmtkd.cli", "train", "--train-src", str(train_files[0]),
-         "--train-tgt", str(train_files[1]), "--valid-src", str(valid_files[0]),
-         "--valid-tgt", str(valid_files[1]), "--valid-ref", str(synthetic["valid"][1]),
-         "--spm", str(synthetic_spm), "--settings", json.dumps(settings),
-         "--workdir", str(directory / "work"), "--output", str(directory / "model.pt"),
-         "--summary", str(directory / "training.json"), "--threads", "2",
-         "--nproc-per-node", str(processes)],
-        check=True, capture_output=True, text=True)
+    return [sys.executable, "-m", "nmtkd.cli", "train", "--train-src", str(train_files[0]),
+            "--train-tgt", str(train_files[1]), "--valid-src", str(valid_files[0]),
+            "--valid-tgt", str(valid_files[1]), "--valid-ref", str(synthetic["valid"][1]),
+            "--spm", str(synthetic_spm), "--settings", json.dumps(settings),
+            "--workdir", str(directory / "work"), "--output", str(directory / "model.pt"),
+            "--summary", str(directory / "training.json"), "--threads", "2",
+            "--nproc-per-node", str(processes)]
+
+
+def train(synthetic, synthetic_spm, directory, processes, accumulate, updates=12):
+    subprocess.run(train_command(synthetic, synthetic_spm, directory, processes, accumulate,
+                                 updates), check=True, capture_output=True, text=True)
     records = [json.loads(line) for line in
                (directory / "work" / "train_log.jsonl").read_text().splitlines()]
     return [r for r in records if "train_nll" in r]
@@ -62,3 +66,33 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     worst = max(float((a - b).abs().max()) for a, b in zip(
         one.state_dict().values(), two.state_dict().values(), strict=True))
     assert worst < 2e-3
+
+
+@pytest.mark.e2e
+def test_distributed_run_resumes_after_kill_9(synthetic, synthetic_spm, tmp_path):
+    import os
+    import signal
+    import time
+
+    train(synthetic, synthetic_spm, tmp_path / "straight", processes=2, accumulate=1,
+          updates=30)
+    command = train_command(synthetic, synthetic_spm, tmp_path / "killed", processes=2,
+                            accumulate=1, updates=30)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    state = tmp_path / "killed" / "work" / "state.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and checkpoint.load(state)["state"]["update"] >= 9:
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
+    process.wait()
+    saved = checkpoint.load(state)
+    assert 9 <= saved["state"]["update"] < 30 and len(saved["rng"]) == 2
+    subprocess.run(command, check=True, capture_output=True)
+    straight, _ = checkpoint.load_model(tmp_path / "straight" / "model.pt")
+    resumed, _ = checkpoint.load_model(tmp_path / "killed" / "model.pt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name

@@ -62,3 +62,15 @@ def test_existing_ct2_model_alone_is_used_for_decoding(synthetic, synthetic_spm,
 def test_bad_existing_teacher_is_named(synthetic, tmp_path, existing, message):
     result = run_snakemake(tmp_path, config_for(synthetic, existing), "-n", check=False)
     assert result.returncode != 0 and message in result.stdout + result.stderr
+
+
+def test_word_level_loss_with_a_ct2_only_teacher_is_refused(synthetic, synthetic_spm,
+                                                             trained_tiny, tmp_path):
+    ct2_dir = tmp_path / "given_ct2"
+    export_model(trained_tiny, synthetic_spm, ct2_dir, "float32")
+    config = config_for(synthetic, {"ct2_model": str(ct2_dir)})
+    config["training"]["loss"] = {"name": "word_kd", "teacher": "x.pt", "alpha": 0.5}
+    result = run_snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert ("config error at training.loss.name: 'word_kd' needs the teacher's torch "
+            "checkpoint") in result.stdout + result.stderr
