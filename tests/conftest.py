@@ -76,3 +76,25 @@ def require_multi30k() -> Path:
     if not (SHARED_MULTI30K / "train.en.gz").is_file():
         pytest.skip(f"Multi30k mirror not found at {SHARED_MULTI30K}")
     return SHARED_MULTI30K
+
+
+def kill_9_after_save(command: list[str], state: Path, update: int) -> dict:
+    """Start `command` in its own process group, SIGKILL the whole group once `state` records
+    at least `update` updates, and return the saved state it left behind."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from nmtkd import checkpoint
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and checkpoint.load(state)["state"]["update"] >= update:
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return checkpoint.load(state)

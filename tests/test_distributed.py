@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import encode_pair
+from conftest import encode_pair, kill_9_after_save
 
 from nmtkd import checkpoint
 from nmtkd.spm import Tokenizer
@@ -70,25 +70,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
 
 @pytest.mark.e2e
 def test_distributed_run_resumes_after_kill_9(synthetic, synthetic_spm, tmp_path):
-    import os
-    import signal
-    import time
-
     train(synthetic, synthetic_spm, tmp_path / "straight", processes=2, accumulate=1,
           updates=30)
     command = train_command(synthetic, synthetic_spm, tmp_path / "killed", processes=2,
                             accumulate=1, updates=30)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    state = tmp_path / "killed" / "work" / "state.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if state.is_file() and checkpoint.load(state)["state"]["update"] >= 9:
-            break
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
-    process.wait()
-    saved = checkpoint.load(state)
+    # the whole process group: the launcher and both workers
+    saved = kill_9_after_save(command, tmp_path / "killed" / "work" / "state.pt", 9)
     assert 9 <= saved["state"]["update"] < 30 and len(saved["rng"]) == 2
     subprocess.run(command, check=True, capture_output=True)
     straight, _ = checkpoint.load_model(tmp_path / "straight" / "model.pt")

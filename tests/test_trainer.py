@@ -1,14 +1,12 @@
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from conftest import encode_pair, make_trainer
+from conftest import encode_pair, kill_9_after_save, make_trainer
 
 from nmtkd import checkpoint
 from nmtkd.errors import NmtkdError
@@ -121,17 +119,8 @@ def test_kill_9_then_rerun_resumes_and_matches(synthetic, synthetic_spm, tmp_pat
                 "--summary", str(tmp_path / name / "training.json"), "--threads", "1"]
 
     subprocess.run(command("straight"), check=True, capture_output=True)
-    process = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    state = tmp_path / "killed" / "work" / "state.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if state.is_file() and checkpoint.load(state)["state"]["update"] >= 10:
-            break
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    killed_at = checkpoint.load(state)["state"]["update"]
+    saved = kill_9_after_save(command("killed"), tmp_path / "killed" / "work" / "state.pt", 10)
+    killed_at = saved["state"]["update"]
     assert 10 <= killed_at < 120
     assert not (tmp_path / "killed" / "model.pt").exists()  # the final output only at the end
     subprocess.run(command("killed"), check=True, capture_output=True)
