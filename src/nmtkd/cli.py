@@ -197,15 +197,14 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_gather(args: argparse.Namespace) -> None:
     from nmtkd.chunks import gather_files, gather_nbest
-    from nmtkd.textio import count_lines
 
     if args.nbest_inputs and not args.nbest_output:
         raise NmtkdError("--nbest-inputs needs --nbest-output")
     expected = Path(args.expected) if args.expected else None
     count = gather_files([Path(p) for p in args.inputs], Path(args.output), expected)
     if args.nbest_inputs:
-        gather_nbest([Path(p) for p in args.nbest_inputs], Path(args.nbest_output),
-                     count_lines(expected) if expected else count)
+        # gather_files has already checked `count` against --expected
+        gather_nbest([Path(p) for p in args.nbest_inputs], Path(args.nbest_output), count)
     log.info("gathered %d lines into %s", count, args.output)
 
 

@@ -5,7 +5,6 @@ multi-process data parallelism (torchrun + DistributedDataParallel)."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import logging
@@ -479,7 +478,7 @@ class Trainer:
             "processes": self.context.world,
             "train_pairs": len(self.train),
         }
-        checkpoint.save_model(model_path, model, {"training": copy.deepcopy(summary)})
+        checkpoint.save_model(model_path, model, {"training": summary})
         with atomic_writer(summary_path) as handle:
             json.dump(summary, handle, indent=2)
         return summary

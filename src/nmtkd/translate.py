@@ -54,7 +54,6 @@ def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate
 class Hypotheses:
     texts: list[list[str]]  # per sentence, nbest texts
     scores: list[list[float]]
-    tokens: list[list[list[str]]]
 
 
 def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, lines: list[str],
@@ -65,13 +64,12 @@ def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, li
         beam_size=options.beam_size, num_hypotheses=options.nbest,
         max_decoding_length=options.max_length, length_penalty=options.length_penalty,
         return_scores=True)
-    texts, scores, tokens = [], [], []
+    texts, scores = [], []
     for result in tqdm(results, total=len(lines), desc="translate", unit=" sent",
                        mininterval=2.0, disable=not progress):
-        tokens.append(result.hypotheses)
         texts.append(tokenizer.decode_pieces(result.hypotheses))
         scores.append(list(result.scores))
-    return Hypotheses(texts, scores, tokens)
+    return Hypotheses(texts, scores)
 
 
 def translate_file(model_dir: Path, input_path: Path, output_path: Path, options: DecodeOptions,
