@@ -44,7 +44,7 @@ def encode_pair(tokenizer: Tokenizer, src: Path, tgt: Path, directory: Path) -> 
 
 
 def make_trainer(synthetic, spm_model: Path, workdir: Path, model: dict | None = None,
-                 **overrides) -> Trainer:
+                 init_model=None, identity: dict | None = None, **overrides) -> Trainer:
     from nmtkd.model import ModelConfig
 
     tokenizer = Tokenizer(spm_model)
@@ -58,7 +58,8 @@ def make_trainer(synthetic, spm_model: Path, workdir: Path, model: dict | None =
                 "device": "cpu", "threads": 2, "average_last": 0, **overrides}
     model_cfg = ModelConfig(vocab_size=len(tokenizer), **{**TINY, **(model or {})})
     return Trainer(model_cfg, TrainConfig(**settings), train, valid,
-                   read_lines(synthetic["valid"][1]), tokenizer, workdir)
+                   read_lines(synthetic["valid"][1]), tokenizer, workdir, init_model=init_model,
+                   identity=identity)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,15 @@ class ParallelData:
 
     def __len__(self) -> int:
         return len(self.sources)
+
+    def content_hash(self) -> str:
+        """A hash of every token id (sources and targets, in order)."""
+        digest = hashlib.sha256()
+        for sequences in (self.sources, self.targets):
+            for sequence in sequences:
+                digest.update(array("i", sequence).tobytes())
+                digest.update(b"|")
+        return digest.hexdigest()[:16]
 
     def target_token_count(self) -> int:
         return sum(len(t) + 1 for t in self.targets)

@@ -26,7 +26,7 @@ from nmtkd.batching import ParallelData, token_batches
 from nmtkd.decoding import greedy_translate_ids
 from nmtkd.distributed import DistContext
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import TrainingLoss, build_loss, token_nll
+from nmtkd.losses import TrainingLoss, build_loss, prepare_loss, token_nll
 from nmtkd.model import ModelConfig, Transformer, count_parameters
 from nmtkd.spm import Tokenizer
 from nmtkd.textio import atomic_writer
@@ -126,7 +126,11 @@ class Trainer:
         self, model_cfg: ModelConfig, cfg: TrainConfig, train: ParallelData,
         valid: ParallelData, valid_refs: list[str], tokenizer: Tokenizer, workdir: Path,
         loss: TrainingLoss | None = None, context: DistContext | None = None,
+        init_model: Transformer | None = None, identity: dict[str, str] | None = None,
     ):
+        """`init_model`: start from these weights (fine-tuning); `identity`: extra facts that
+        make a run different (e.g. hashes of the initial model and of the teacher), so a saved
+        state is only resumed by the same run."""
         if cfg.max_length >= model_cfg.max_positions:
             raise NmtkdError(f"training.max_length ({cfg.max_length}) must be below the model's "
                              f"max_positions ({model_cfg.max_positions})")
@@ -140,7 +144,14 @@ class Trainer:
         self.dtype = autocast_dtype(cfg.precision, self.device)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.model = Transformer(model_cfg).to(self.device)
+        self.model = Transformer(model_cfg)
+        if init_model is not None:
+            wanted, given = architecture(model_cfg), architecture(init_model.cfg)
+            if wanted != given:
+                raise NmtkdError("the initial checkpoint's architecture differs from the "
+                                 f"model's: {given} vs {wanted}")
+            self.model.load_state_dict(init_model.state_dict())
+        self.model.to(self.device)
         if self.context.rank > 0:
             # other ranks get rank 0's weights from DDP, but their own dropout noise
             torch.manual_seed(cfg.seed + 7919 * self.context.rank)
@@ -152,9 +163,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                           eps=1e-9)
         self.state = TrainState()
-        self.fingerprint = self._fingerprint(model_cfg)
+        self.fingerprint = self._fingerprint(model_cfg, identity or {})
 
-    def _fingerprint(self, model_cfg: ModelConfig) -> str:
+    def _fingerprint(self, model_cfg: ModelConfig, identity: dict[str, str]) -> str:
         """Identifies the run: a saved state is resumed only by the same config and data."""
         cfg = asdict(self.cfg)
         for key in ("max_minutes", "device", "threads", "save_interval"):
@@ -162,7 +173,8 @@ class Trainer:
         blob = json.dumps({"model": model_cfg.to_dict(), "train": cfg, "n": len(self.train),
                            "tokens": self.train.target_token_count(), "valid": len(self.valid),
                            "valid_tokens": self.valid.target_token_count(),
-                           "world": self.context.world}, sort_keys=True)
+                           "data": self.train.content_hash(), "world": self.context.world,
+                           **({"identity": identity} if identity else {})}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # ---- persistence -------------------------------------------------------------------------
@@ -376,6 +388,7 @@ class Trainer:
             log.info("%s holds a finished run (%s); not training again", self.state_path,
                      self.state.stop_reason)
             return self.state
+        prepare_loss(self.loss, self.train, self.device, self.cfg.max_tokens)
         cfg, state = self.cfg, self.state
         log.info("model: %d parameters; device %s; autocast %s; %d process(es)",
                  count_parameters(self.model), self.device, self.dtype, self.context.world)
@@ -433,6 +446,18 @@ class Trainer:
         self._drop_old_snapshots()
         return state
 
+    def recent_train_ppl(self, updates: int = 100) -> float | None:
+        """Training perplexity over the last `updates` updates (token-weighted), from the log."""
+        path = self.workdir / "train_log.jsonl"
+        if not path.is_file():
+            return None
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        steps = [r for r in records if "train_nll" in r][-updates:]
+        tokens = sum(r["tokens"] for r in steps)
+        if not tokens:
+            return None
+        return math.exp(min(sum(r["train_nll"] * r["tokens"] for r in steps) / tokens, 50))
+
     def _log(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
             with (self.workdir / "train_log.jsonl").open("a") as handle:
@@ -470,6 +495,7 @@ class Trainer:
             "target_tokens_per_second": state.target_tokens / max(state.seconds, 1e-9),
             "final_model": description,
             "final_valid": record,
+            "train_ppl": self.recent_train_ppl(),
             "best_update": state.best_update,
             "history": state.history,
             "stop_reason": state.stop_reason,
@@ -482,6 +508,11 @@ class Trainer:
         with atomic_writer(summary_path) as handle:
             json.dump(summary, handle, indent=2)
         return summary
+
+
+def architecture(cfg: ModelConfig) -> dict[str, Any]:
+    """The fields that shape the weights (everything but dropout)."""
+    return {k: v for k, v in cfg.to_dict().items() if "dropout" not in k}
 
 
 def average_checkpoints(paths: list[Path]) -> Transformer:
