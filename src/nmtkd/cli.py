@@ -128,9 +128,19 @@ def train_model(args: argparse.Namespace) -> None:
     if len(refs) != len(valid) + valid.skipped:
         raise NmtkdError(f"line counts differ: {args.valid_ref} has {len(refs)} lines, "
                          f"{args.valid_src} has {len(valid) + valid.skipped}")
+    init_model, identity = None, {}
+    if args.init:
+        from nmtkd.checkpoint import load_model
+
+        init_model, _ = load_model(args.init)
+        identity["init"] = file_sha256(Path(args.init))
+    teacher = train_cfg.loss.get("teacher")
+    if isinstance(teacher, str):
+        identity["teacher"] = file_sha256(Path(teacher))
     try:
         trainer = Trainer(model_cfg, train_cfg, train, valid, refs, tokenizer,
-                          Path(args.workdir), context=context)
+                          Path(args.workdir), context=context, init_model=init_model,
+                          identity=identity)
         trainer.fit()
         summary = trainer.write_outputs(Path(args.output), Path(args.summary))
     finally:
@@ -139,6 +149,64 @@ def train_model(args: argparse.Namespace) -> None:
         log.info("done: %d updates in %.0f s; final model: %s, valid BLEU %.2f",
                  summary["updates"], summary["train_seconds"], summary["final_model"],
                  summary["final_valid"]["valid_bleu"])
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    if not path.is_file():
+        raise NmtkdError(f"{path}: file not found")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cmd_corpus(args: argparse.Namespace) -> None:
+    from nmtkd.spm import Tokenizer
+    from nmtkd.variants import PART_FILES, build_corpus
+
+    files = {name: Path(getattr(args, name)) for name in set(PART_FILES.values())
+             if getattr(args, name)}
+    pairs = build_corpus(args.parts, Path(args.source), files, Tokenizer(args.spm),
+                         Path(args.out_src), Path(args.out_tgt))
+    log.info("%s: %d pairs from %s", args.out_src, pairs, " + ".join(args.parts))
+
+
+def cmd_agreement(args: argparse.Namespace) -> None:
+    from nmtkd.agreement import agreement_files
+
+    result = agreement_files(Path(args.model), Path(args.teacher), Path(args.spm),
+                             Path(args.src), Path(args.ref), Path(args.output), args.threads)
+    log.info("top-1 agreement %.2f%% over %d tokens; reference perplexity %.2f",
+             result["top1_agreement"], result["tokens"], result["ppl"])
+
+
+def cmd_speed(args: argparse.Namespace) -> None:
+    from nmtkd.speed import measure_speed
+
+    result = measure_speed(Path(args.model), Path(args.input), Path(args.output),
+                           _decode_options(args), args.repeats)
+    log.info("%.0f target tokens/s, %.1f sentences/s", result["tokens_per_second"],
+             result["sentences_per_second"])
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from nmtkd.compare import write_comparison
+
+    text = args.manifest
+    if not text.lstrip().startswith("{"):  # a file name
+        try:
+            text = Path(text).read_text()
+        except OSError as error:
+            raise NmtkdError(f"--manifest: cannot read {args.manifest} ({error})") from None
+    try:
+        manifest = _json_arg(text)
+    except argparse.ArgumentTypeError as error:
+        raise NmtkdError(f"--manifest: {error}") from None
+    write_comparison(manifest, Path(args.markdown), Path(args.csv), Path(args.latex))
+    log.info("wrote %s, %s, %s", args.markdown, args.csv, args.latex)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -294,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "processes)")
     p.add_argument("--nproc-per-node", type=int, default=1,
                    help="data-parallel processes (torchrun + DDP): one per GPU, or CPU workers")
+    p.add_argument("--init", help="start from this model checkpoint (fine-tuning)")
     p.add_argument("--gpus", type=int, default=0,
                    help="GPUs this job may use: claims free ones (file locks) unless the "
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
@@ -340,6 +409,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expected", help="file whose line count the output must have")
     p.add_argument("--nbest-inputs", nargs="*", default=[])
     p.add_argument("--nbest-output")
+
+    p = command("corpus", cmd_corpus, "Build a student's training corpus from gold and "
+                "distilled targets (concatenated in the order given), SentencePiece-encoded")
+    p.add_argument("--parts", nargs="+", required=True,
+                   help="gold, seqkd, seqinter, best2 (in this order in the output)")
+    p.add_argument("--source", required=True, help="the cleaned training source")
+    p.add_argument("--gold", help="the cleaned training target")
+    p.add_argument("--seqkd", help="the teacher's top hypotheses")
+    p.add_argument("--seqinter", help="the Seq-Inter selection")
+    p.add_argument("--nbest", help="the teacher's n-best TSV")
+    p.add_argument("--spm", required=True)
+    p.add_argument("--out-src", required=True)
+    p.add_argument("--out-tgt", required=True)
+
+    p = command("agreement", cmd_agreement, "Top-1 Agreement with the teacher and reference "
+                "perplexity, teacher-forced on a test set")
+    p.add_argument("--model", required=True, help="torch checkpoint")
+    p.add_argument("--teacher", required=True, help="torch checkpoint")
+    p.add_argument("--spm", required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--ref", required=True)
+    p.add_argument("--output", required=True, help="JSON result")
+    p.add_argument("--threads", type=int, default=0)
+
+    p = command("speed", cmd_speed, "Measure CTranslate2 decoding speed on a file")
+    p.add_argument("--model", required=True, help="CTranslate2 model directory")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True, help="JSON result")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs; the fastest counts")
+    _add_decode_arguments(p)
+
+    p = command("compare", cmd_compare, "Write the comparison tables (Markdown, CSV, LaTeX)")
+    p.add_argument("--manifest", required=True, help="JSON (or a JSON file) naming each "
+                   "model's result files")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--latex", required=True)
 
     p = command("write-config", cmd_write_config, "Save a resolved config (JSON in) as YAML")
     p.add_argument("--json", type=_json_arg, required=True)

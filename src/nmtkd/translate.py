@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ctranslate2
@@ -28,9 +28,8 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise NmtkdError(f"beam size must be >= 1, got {self.beam_size}")
-        if not 1 <= self.nbest <= self.beam_size:
-            raise NmtkdError(f"n-best ({self.nbest}) must be between 1 and the beam size "
-                             f"({self.beam_size})")
+        if self.nbest < 1:
+            raise NmtkdError(f"n-best must be >= 1, got {self.nbest}")
 
 
 def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate2.Translator,
@@ -74,13 +73,22 @@ def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, li
 
 def translate_file(model_dir: Path, input_path: Path, output_path: Path, options: DecodeOptions,
                    nbest_path: Path | None = None) -> Hypotheses:
+    """Translate a file; with `nbest_path`, also write `options.nbest` candidates per sentence
+    (from a second search with beam = nbest when that exceeds the beam size)."""
     lines = read_lines(input_path)
     if not lines:
         raise NmtkdError(f"{input_path}: file is empty")
     translator, tokenizer = load_translator(model_dir, options)
-    hyps = translate_lines(translator, tokenizer, lines, options)
+    if nbest_path is not None and options.nbest > options.beam_size:
+        # the 1-best comes from the configured beam; a larger n-best needs a wider second search
+        best = translate_lines(translator, tokenizer, lines, replace(options, nbest=1))
+        hyps = translate_lines(translator, tokenizer, lines,
+                               replace(options, beam_size=options.nbest))
+    else:
+        nbest = options.nbest if nbest_path is not None else 1
+        best = hyps = translate_lines(translator, tokenizer, lines, replace(options, nbest=nbest))
     with atomic_writer(output_path) as handle:
-        for texts in hyps.texts:
+        for texts in best.texts:
             handle.write(texts[0] + "\n")
     if nbest_path is not None:
         with atomic_writer(nbest_path) as handle:

@@ -1,0 +1,195 @@
+"""The comparison tables: one row per model (teacher and students), laid out like Kim & Rush's
+Table 1, one table per test set and an overview, as Markdown, CSV and LaTeX (pandas)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nmtkd.errors import NmtkdError
+from nmtkd.textio import atomic_path, atomic_writer
+
+MB = 1024 * 1024
+
+
+def read_json(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise NmtkdError(f"{path}: cannot read ({error})") from None
+
+
+def read_benchmark_seconds(path: str | None) -> float | None:
+    """Wall-clock seconds of a Snakemake `benchmark:` TSV (its first row)."""
+    if not path:
+        return None
+    try:
+        with open(path, newline="") as handle:
+            row = next(csv.DictReader(handle, delimiter="\t"))
+        return float(row["s"])
+    except (OSError, StopIteration, KeyError, ValueError) as error:
+        raise NmtkdError(f"{path}: not a Snakemake benchmark file ({error})") from None
+
+
+def directory_megabytes(path: str | None) -> float | None:
+    if not path:
+        return None
+    directory = Path(path)
+    if not directory.is_dir():
+        raise NmtkdError(f"{path}: model directory not found")
+    return sum(f.stat().st_size for f in directory.iterdir() if f.is_file()) / MB
+
+
+def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dict[str, Any]:
+    """The flat row of one model on one test set (NaN where a measure does not apply)."""
+    evals = model["eval"][testset]
+    k1, beam, int8 = (read_json(evals.get(key)) for key in ("k1", "beam", "int8"))
+    agreement = read_json(model.get("agreement", {}).get(testset))
+    training = read_json(model.get("training"))
+    speed = {quant: read_json(path) for quant, path in model.get("speed", {}).items()}
+    benchmark_seconds = read_benchmark_seconds(model.get("benchmark"))
+    nan = float("nan")
+    record = {
+        "model": model["name"], "data": model.get("data", ""), "loss": model.get("loss", ""),
+        "init": model.get("init", ""), "testset": testset,
+        "params": training["parameters"] if training else model.get("parameters", nan),
+        "size_float32_mb": directory_megabytes(model["ct2"].get("float32")),
+        "size_int8_mb": directory_megabytes(model["ct2"].get("int8")),
+        "bleu_k1": k1["bleu"] if k1 else nan,
+        "bleu_beam": beam["bleu"] if beam else nan,
+        "chrf": beam["chrf"] if beam else nan,
+        "ter": beam["ter"] if beam else nan,
+        "top1_agreement": agreement["top1_agreement"] if agreement else nan,
+        "test_ppl": agreement["ppl"] if agreement else nan,
+        "bleu_beam_int8": int8["bleu"] if int8 else nan,
+        "speed_testset": speed_testset,
+    }
+    for quant in ("float32", "int8"):
+        measured = speed.get(quant)
+        record[f"tok_s_{quant}"] = measured["tokens_per_second"] if measured else nan
+        record[f"sent_s_{quant}"] = measured["sentences_per_second"] if measured else nan
+    record["train_minutes"] = (benchmark_seconds if benchmark_seconds is not None else
+                               training["train_seconds"] if training else nan) / 60
+    record["updates_per_second"] = training["updates_per_second"] if training else nan
+    record["train_ppl"] = (training.get("train_ppl") or nan) if training else nan
+    for key in ("bleu", "chrf", "ter"):
+        record[f"{key}_signature"] = beam.get(f"{key}_signature", "") if beam else ""
+    return {key: (nan if value is None else value) for key, value in record.items()}
+
+
+def build_frame(manifest: dict[str, Any]) -> pd.DataFrame:
+    teacher, baseline = manifest["teacher"], manifest.get("baseline")
+    names = [m["name"] for m in manifest["models"]]
+    for role, name in (("teacher", teacher), ("baseline", baseline)):
+        if name and name not in names:
+            raise NmtkdError(f"manifest: the {role} {name!r} is not among the models {names}")
+    rows = [model_record(model, testset, manifest["speed_testset"])
+            for model in manifest["models"] for testset in manifest["testsets"]]
+    frame = pd.DataFrame.from_records(rows)
+    for metric in ("bleu_k1", "bleu_beam"):
+        if baseline:
+            reference = frame[frame["model"] == baseline].set_index("testset")[metric]
+            frame[f"delta_{metric}"] = frame[metric] - frame["testset"].map(reference)
+        else:
+            frame[f"delta_{metric}"] = float("nan")
+    frame["int8_bleu_drop"] = frame["bleu_beam"] - frame["bleu_beam_int8"]
+    teacher_speed = frame.loc[frame["model"] == teacher, "tok_s_int8"].iloc[0]
+    frame["speedup_int8"] = frame["tok_s_int8"] / teacher_speed
+    return frame
+
+
+TABLE_COLUMNS = {
+    "model": "Model", "data": "Data", "loss": "Loss", "init": "Init",
+    "params_m": "Params (M)", "size_float32_mb": "Size f32 (MB)", "size_int8_mb": "Size int8 (MB)",
+    "bleu_k1": "BLEU K=1", "bleu_beam": "BLEU K={beam}", "delta_bleu_k1": "Δ K=1",
+    "delta_bleu_beam": "Δ K={beam}", "chrf": "chrF", "ter": "TER", "top1_agreement": "TA (%)",
+    "test_ppl": "PPL", "int8_bleu_drop": "int8 ΔBLEU", "tok_s_int8": "int8 tok/s",
+    "sent_s_int8": "int8 sent/s", "speedup_int8": "Speed-up", "train_minutes": "Train (min)",
+    "updates_per_second": "upd/s", "train_ppl": "Train PPL",
+}
+
+
+def display(frame: pd.DataFrame, beam: int) -> pd.DataFrame:
+    shown = frame.assign(params_m=frame["params"] / 1e6)
+    headers = {key: label.format(beam=beam) for key, label in TABLE_COLUMNS.items()}
+    return shown[list(TABLE_COLUMNS)].rename(columns=headers)
+
+
+def overview(frame: pd.DataFrame, testsets: list[str], beam: int) -> pd.DataFrame:
+    """One row per model: BLEU K=beam on each test set, the averages, TA, size and speed."""
+    wide = frame.pivot(index="model", columns="testset", values="bleu_beam")[testsets]
+    wide.columns = [f"BLEU K={beam} {name}" for name in testsets]
+    means = frame.groupby("model")[["bleu_k1", "bleu_beam", "delta_bleu_beam", "top1_agreement",
+                                    "chrf"]].mean()
+    first = frame.groupby("model")[["params", "size_int8_mb", "speedup_int8",
+                                    "train_minutes"]].first()
+    table = pd.concat([wide, means, first], axis=1)
+    table = table.loc[list(dict.fromkeys(frame["model"]))]  # keep the manifest's model order
+    table["params"] = table["params"] / 1e6
+    return table.reset_index().rename(columns={
+        "model": "Model", "bleu_k1": "avg BLEU K=1", "bleu_beam": f"avg BLEU K={beam}",
+        "delta_bleu_beam": f"avg Δ K={beam}", "top1_agreement": "avg TA (%)", "chrf": "avg chrF",
+        "params": "Params (M)", "size_int8_mb": "Size int8 (MB)", "speedup_int8": "Speed-up",
+        "train_minutes": "Train (min)"})
+
+
+def signature_lines(frame: pd.DataFrame) -> list[str]:
+    lines = []
+    for metric, label in (("bleu", "BLEU"), ("chrf", "chrF"), ("ter", "TER")):
+        signatures = sorted({s for s in frame[f"{metric}_signature"] if s})
+        lines.append(f"{label} signature: `{'`, `'.join(signatures)}`  ")
+    return lines
+
+
+def markdown(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+    testsets = manifest["testsets"]
+    beam = manifest["beam_size"]
+    notes = [
+        f"BLEU, chrF, TER: sacreBLEU on CTranslate2 float32 output (K=1 greedy, K={beam} beam); "
+        f"chrF and TER of K={beam}. Δ: BLEU minus the baseline student's "
+        f"({manifest.get('baseline') or 'none'}). TA: Top-1 Agreement with the teacher, "
+        "teacher-forced on the references; PPL: perplexity of the references. int8 ΔBLEU: "
+        f"K={beam} BLEU of float32 minus int8. Speed: CTranslate2 int8 on CPU, "
+        f"{manifest['speed_testset']}, {manifest.get('speed_settings', '')}; speed-up over the "
+        "teacher's int8. Train: wall-clock minutes of the training job (for a fine-tuned "
+        "student, the fine-tuning alone; its init model's time is in that model's row).",
+    ]
+    summary = overview(frame, testsets, beam).to_markdown(index=False, floatfmt=".2f")
+    lines = [f"# Comparison: {manifest.get('experiment', '')}", "", *notes, "", "## Overview", "",
+             summary, ""]
+    for testset in testsets:
+        rows = display(frame[frame["testset"] == testset], beam)
+        lines += [f"## {testset}", "", rows.to_markdown(index=False, floatfmt=".2f"), ""]
+    return "\n".join(lines + signature_lines(frame)) + "\n"
+
+
+def latex(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+    parts = []
+    for testset in manifest["testsets"]:
+        rows = display(frame[frame["testset"] == testset], manifest["beam_size"])
+        rows = rows.drop(columns=["Data", "Loss", "Init"])
+        parts.append(rows.to_latex(index=False, float_format="%.2f", na_rep="--",
+                                   caption=f"{testset}", label=f"tab:{testset}"))
+    overview_table = overview(frame, manifest["testsets"], manifest["beam_size"])
+    parts.append(overview_table.to_latex(index=False, float_format="%.2f", na_rep="--",
+                                         caption="Overview", label="tab:overview"))
+    signatures = "\n".join(f"% {line.strip()}" for line in signature_lines(frame))
+    return "\n".join(parts) + signatures + "\n"
+
+
+def write_comparison(manifest: dict[str, Any], md_path: Path, csv_path: Path,
+                     tex_path: Path) -> pd.DataFrame:
+    frame = build_frame(manifest)
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    with atomic_writer(tex_path) as handle:
+        handle.write(latex(frame, manifest))
+    with atomic_writer(md_path) as handle:
+        handle.write(markdown(frame, manifest))
+    return frame
