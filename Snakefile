@@ -21,6 +21,7 @@ include: "rules/teacher.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/distill.smk"
+include: "rules/students.smk"
 include: "rules/report.smk"
 
 
@@ -28,5 +29,6 @@ rule all:
     input:
         f"{RESULTS}/config.yaml",
         f"{RESULTS}/tables/teacher.md",
+        f"{RESULTS}/tables/comparison.md",
         teacher_exports(),
     default_target: True

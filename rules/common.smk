@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from nmtkd.losses import LOSSES
+from nmtkd.variants import PARTS as CORPUS_PARTS
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -50,8 +51,6 @@ def check_config():
     for name, preset in presets.items():
         if preset["d_model"] % preset["heads"]:
             config_error(f"presets.{name}", "d_model must be divisible by heads")
-    if config["distill"]["nbest"] > config["distill"]["beam_size"]:
-        config_error("distill.nbest", "must not exceed distill.beam_size")
     if config["data"]["src_lang"] == config["data"]["tgt_lang"]:
         config_error("data.tgt_lang", "must differ from data.src_lang")
     positions = presets[teacher_preset].get("max_positions", 1024)
@@ -75,23 +74,106 @@ TGT = config["data"]["tgt_lang"]
 TESTSETS = list(config["data"]["test"])
 SPLITS = ["train", "valid", *TESTSETS]
 QUANTIZATIONS = config["export"]["quantizations"]
-MODELS = ["teacher"]
 EVAL = config["evaluation"]
 DISTILL = config["distill"]
 BEAM = EVAL["beam_size"]
+BEAMS = sorted({1, BEAM})  # K=1 (greedy) and K=beam, as in Kim & Rush's tables
+SPEED = EVAL["speed"]
+SPEED_TESTSET = SPEED.get("testset") or TESTSETS[0]
+if SPEED_TESTSET not in TESTSETS:
+    config_error("evaluation.speed.testset", f"unknown test set {SPEED_TESTSET!r} (known: "
+                 f"{', '.join(TESTSETS)})")
 
 
-def alternatives(names):
-    return "|".join(re.escape(name) for name in names)
+# ---- students -----------------------------------------------------------------------------------
+def student_entry(index):
+    """A student's settings: `student_defaults` with the list entry's own keys on top."""
+    return deep_merge(config["student_defaults"], config["students"][index])
 
 
-wildcard_constraints:
-    split=alternatives(SPLITS),
-    testset=alternatives(TESTSETS),
-    lang=alternatives([SRC, TGT]),
-    model=alternatives(MODELS),
-    quant=alternatives(QUANTIZATIONS),
-    encoded_split="train|valid",
+def student_parts(entry):
+    return [entry["data"]] if isinstance(entry["data"], str) else list(entry["data"])
+
+
+def variant_name(parts):
+    return "+".join(parts)
+
+
+def resolve_loss(spec):
+    """A loss entry (a name or {name, parameters}) with the `losses` defaults under it."""
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    return {**config["losses"].get(spec["name"], {}), **spec}
+
+
+def student_training(entry):
+    training = deep_merge(config["training"], entry.get("training", {}))
+    if "loss" in entry:
+        training["loss"] = resolve_loss(entry["loss"])
+    return training
+
+
+def check_students():
+    presets = config["presets"]
+    names = [entry["name"] for entry in config["students"]]
+    for index, name in enumerate(names):
+        key = f"students[{index}]"
+        entry = student_entry(index)
+        if name == "teacher" or names.index(name) != index:
+            config_error(f"{key}.name", f"{name!r} is " + ("reserved for the teacher"
+                         if name == "teacher" else "used by an earlier student"))
+        if entry["preset"] not in presets:
+            config_error(f"{key}.preset", f"unknown preset {entry['preset']!r} (known: "
+                         f"{', '.join(sorted(presets))})")
+        for part in student_parts(entry):
+            if part not in CORPUS_PARTS:
+                config_error(f"{key}.data", f"unknown data variant {part!r} (known: "
+                             f"{', '.join(CORPUS_PARTS)}, or a list of them)")
+            if part == "best2" and DISTILL["nbest"] < 2:
+                config_error(f"{key}.data", "best2 needs distill.nbest >= 2")
+        loss = student_training(entry)["loss"]
+        loss_key = f"{key}.loss" + (".name" if isinstance(entry.get("loss"), dict) else "")
+        if loss["name"] not in LOSSES:
+            config_error(loss_key, f"unknown loss {loss['name']!r} (known: "
+                         f"{', '.join(sorted(LOSSES))})")
+        if loss["name"] in TEACHER_LOSSES and TEACHER_IS_CT2_ONLY:
+            config_error(loss_key, f"{loss['name']!r} needs the teacher's torch checkpoint, but "
+                         "teacher.existing gives only a CTranslate2 model")
+        init = entry.get("init")
+        if init is not None:
+            if init not in names or init == name:
+                config_error(f"{key}.init", f"unknown init checkpoint {init!r}: it must name "
+                             f"another student (known: {', '.join(n for n in names if n != name)})")
+            if student_entry(names.index(init))["preset"] != entry["preset"]:
+                config_error(f"{key}.init", f"{init!r} uses another preset than {name!r}; "
+                             "fine-tuning needs the same architecture")
+        positions = presets[entry["preset"]].get("max_positions", 1024)
+        if student_training(entry)["max_length"] >= positions:
+            config_error(f"{key}.training.max_length", f"must be below the preset's "
+                         f"max_positions ({positions})")
+    for index, name in enumerate(names):  # an init chain must end
+        seen, current = {name}, student_entry(index).get("init")
+        while current is not None:
+            if current in seen:
+                config_error(f"students[{index}].init", f"the init chain of {name!r} loops "
+                             f"back to {current!r}")
+            seen.add(current)
+            current = student_entry(names.index(current)).get("init")
+    baseline = config["comparison"].get("baseline")
+    if baseline is not None and baseline not in names:
+        config_error("comparison.baseline", f"{baseline!r} is not a student (known: "
+                     f"{', '.join(names)})")
+
+
+def default_baseline():
+    """The comparison's baseline: as configured, else the first student trained from scratch
+    on gold data with the plain NLL loss."""
+    if "baseline" in config["comparison"]:
+        return config["comparison"]["baseline"]
+    for name, entry in STUDENTS.items():
+        if (student_parts(entry) == ["gold"] and "init" not in entry
+                and student_training(entry)["loss"]["name"] == "nll"):
+            return name
+    return None
 
 
 def quoted_json(value):
@@ -150,6 +232,27 @@ def check_teacher_losses():
 
 
 check_teacher_losses()
+check_students()
+STUDENTS = {entry["name"]: student_entry(i) for i, entry in enumerate(config["students"])}
+MODELS = ["teacher", *STUDENTS]
+VARIANTS = sorted({variant_name(student_parts(entry)) for entry in STUDENTS.values()} - {"gold"})
+BASELINE = default_baseline()
+
+
+def alternatives(names):
+    return "|".join(re.escape(name) for name in names)
+
+
+wildcard_constraints:
+    split=alternatives(SPLITS),
+    testset=alternatives(TESTSETS),
+    lang=alternatives([SRC, TGT]),
+    model=alternatives(MODELS),
+    student=alternatives(STUDENTS) or "(?!)",
+    variant=alternatives(VARIANTS) or "(?!)",
+    beam=alternatives([str(b) for b in BEAMS]),
+    quant=alternatives(QUANTIZATIONS),
+    encoded_split="train|valid",
 
 
 def spm_model():
@@ -228,3 +331,190 @@ def rule_resource(section, key):
 
 def default_resource(key):
     return config["resources"][key]
+
+
+# ---- student corpora and training ----------------------------------------------------------------
+CORPUS_PART_FILES = {
+    "gold": f"{RESULTS}/data/clean/train.{TGT}",
+    "seqkd": f"{RESULTS}/distill/seqkd.{TGT}",
+    "seqinter": f"{RESULTS}/distill/seqinter.{TGT}",
+    "best2": f"{RESULTS}/distill/nbest.tsv",
+}
+CORPUS_PART_OPTIONS = {"gold": "gold", "seqkd": "seqkd", "seqinter": "seqinter", "best2": "nbest"}
+
+
+def corpus_inputs(wildcards):
+    """The files a training corpus variant (parts joined by +) is built from."""
+    inputs = {"source": f"{RESULTS}/data/clean/train.{SRC}", "spm": spm_model()}
+    for part in wildcards.variant.split("+"):
+        inputs[part] = CORPUS_PART_FILES[part]
+    return inputs
+
+
+def corpus_arguments(wildcards):
+    parts = wildcards.variant.split("+")
+    args = ["--parts", *parts]
+    for part in dict.fromkeys(parts):
+        args += [f"--{CORPUS_PART_OPTIONS[part]}", CORPUS_PART_FILES[part]]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def teacher_torch_checkpoint():
+    return EXISTING.get("checkpoint", f"{RESULTS}/models/teacher/model.pt")
+
+
+def student_needs_teacher(entry):
+    return student_training(entry)["loss"]["name"] in TEACHER_LOSSES
+
+
+def student_corpus(entry):
+    """The encoded training data of a student: the teacher's own for gold data alone (so
+    the teacher and gold students become ready together, and the teacher's priority counts)."""
+    parts = student_parts(entry)
+    stem = ("data/spm/train" if parts == ["gold"] else
+            f"data/spm/variants/{variant_name(parts)}")
+    return {"train_src": f"{RESULTS}/{stem}.{SRC}", "train_tgt": f"{RESULTS}/{stem}.{TGT}"}
+
+
+def student_inputs(wildcards):
+    entry = STUDENTS[wildcards.student]
+    inputs = {
+        **student_corpus(entry),
+        "valid_src": f"{RESULTS}/data/spm/valid.{SRC}",
+        "valid_tgt": f"{RESULTS}/data/spm/valid.{TGT}",
+        "valid_ref": f"{RESULTS}/data/raw/valid.{TGT}",
+        "spm": spm_model(),
+    }
+    if student_needs_teacher(entry):
+        inputs["teacher"] = teacher_torch_checkpoint()
+    if entry.get("init"):
+        inputs["init"] = f"{RESULTS}/models/{entry['init']}/model.pt"
+    return inputs
+
+
+def student_settings(wildcards):
+    """`nmtkd train --settings` of a student; word-level losses get the teacher's checkpoint."""
+    entry = STUDENTS[wildcards.student]
+    training = student_training(entry)
+    if student_needs_teacher(entry):
+        training["loss"] = {**training["loss"], "teacher": teacher_torch_checkpoint()}
+    return quoted_json({"model": config["presets"][entry["preset"]], "training": training})
+
+
+def student_init_argument(wildcards):
+    init = STUDENTS[wildcards.student].get("init")
+    return f"--init {shlex.quote(f'{RESULTS}/models/{init}/model.pt')}" if init else ""
+
+
+def student_processes(wildcards):
+    return STUDENTS[wildcards.student].get("processes", 1)
+
+
+def student_threads(wildcards):
+    return STUDENTS[wildcards.student].get("resources", {}).get(
+        "threads", default_resource("threads"))
+
+
+def student_mem_mb(wildcards):
+    return STUDENTS[wildcards.student].get("resources", {}).get(
+        "mem_mb", default_resource("mem_mb"))
+
+
+def student_runtime(wildcards):
+    return STUDENTS[wildcards.student].get("resources", {}).get(
+        "runtime", default_resource("runtime"))
+
+
+def student_gpus(wildcards):
+    entry = STUDENTS[wildcards.student]
+    return student_processes(wildcards) if student_training(entry)["device"] == "cuda" else 0
+
+
+# ---- evaluation of every model -------------------------------------------------------------------
+def ct2_model(wildcards):
+    """A model's CTranslate2 directory for one quantization. A teacher given only as a CT2
+    model is quantized when loaded (compute_type) instead."""
+    if wildcards.model == "teacher" and TEACHER_IS_CT2_ONLY:
+        return EXISTING["ct2_model"]
+    return f"{RESULTS}/models/{wildcards.model}/ct2_{wildcards.quant}"
+
+
+def compute_type(wildcards):
+    if wildcards.model == "teacher" and TEACHER_IS_CT2_ONLY and wildcards.quant != "float32":
+        return wildcards.quant
+    return "default"
+
+
+def has_agreement():
+    """Top-1 Agreement needs the teacher's torch model."""
+    return not TEACHER_IS_CT2_ONLY
+
+
+def model_description(name):
+    if name == "teacher":
+        return {"data": "gold", "loss": merged_training("teacher")["loss"]["name"], "init": ""}
+    entry = STUDENTS[name]
+    return {"data": variant_name(student_parts(entry)),
+            "loss": student_training(entry)["loss"]["name"], "init": entry.get("init", "")}
+
+
+def training_benchmark(name):
+    if name == "teacher":
+        return f"{BENCHMARKS}/train_teacher.tsv"
+    return f"{BENCHMARKS}/train_student/{name}.tsv"
+
+
+def comparison_manifest():
+    """Every model's result files, for `nmtkd compare`."""
+    quantized = "int8" in QUANTIZATIONS
+    models = []
+    for name in MODELS:
+        trained = not (name == "teacher" and EXISTING)
+        ct2 = {quant: None if name == "teacher" and TEACHER_IS_CT2_ONLY else
+               f"{RESULTS}/models/{name}/ct2_{quant}" for quant in ("float32", "int8")
+               if quant in QUANTIZATIONS}
+        if name == "teacher" and TEACHER_IS_CT2_ONLY:
+            ct2["float32"] = EXISTING["ct2_model"]
+        models.append({
+            "name": name, **model_description(name),
+            "training": f"{RESULTS}/models/{name}/training.json" if trained else None,
+            "benchmark": training_benchmark(name) if trained else None,
+            "ct2": ct2,
+            "speed": {quant: f"{RESULTS}/speed/{name}.{quant}.json"
+                      for quant in ("float32", "int8") if quant in QUANTIZATIONS},
+            "eval": {testset: {
+                "k1": f"{RESULTS}/eval/{name}/{testset}.float32.beam1.json",
+                "beam": f"{RESULTS}/eval/{name}/{testset}.float32.beam{BEAM}.json",
+                **({"int8": f"{RESULTS}/eval/{name}/{testset}.int8.beam{BEAM}.json"}
+                   if quantized else {}),
+            } for testset in TESTSETS},
+            "agreement": {testset: f"{RESULTS}/eval/{name}/{testset}.agreement.json"
+                          for testset in TESTSETS} if has_agreement() else {},
+        })
+    return {"experiment": EXPERIMENT, "teacher": "teacher", "baseline": BASELINE,
+            "beam_size": BEAM,
+            "testsets": TESTSETS, "speed_testset": SPEED_TESTSET, "models": models,
+            "speed_settings": f"beam {SPEED['beam_size']}, batch {SPEED['batch_size']}, "
+                              f"{SPEED['threads']} threads, fastest of {SPEED['repeats']} runs"}
+
+
+def comparison_inputs():
+    """Every file the manifest names (directories included)."""
+    files = []
+
+    def collect(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, str) and value.startswith(RESULTS):
+            files.append(value)
+
+    for model in comparison_manifest()["models"]:
+        collect({k: v for k, v in model.items() if k not in ("name", "data", "loss", "init")})
+    return files
+
+
+def evaluation_metadata(wildcards):
+    decoding = "greedy" if wildcards.beam == "1" else f"beam {wildcards.beam}"
+    return quoted_json({"decoding": f"CTranslate2 {decoding}", "compute_type": wildcards.quant,
+                        "beam_size": int(wildcards.beam)})

@@ -35,6 +35,7 @@ rule distill_chunk:
         f"{LOGS}/distill_chunk/{{scatteritem}}.log",
     benchmark:
         f"{BENCHMARKS}/distill_chunk/{{scatteritem}}.tsv"
+    priority: 5  # on the critical path: the Seq-KD students wait for it
     threads: DISTILL["threads"]
     resources:
         mem_mb=default_resource("mem_mb"),

@@ -1,43 +1,46 @@
-# Beam search over each test set with CTranslate2, then sacreBLEU scores per model and test set.
+# Evaluation of every model (teacher and students) through CTranslate2: greedy (K=1) and beam
+# (K=beam_size) decoding of each test set in float32, beam decoding in int8, sacreBLEU scores,
+# decoding speed, and Top-1 Agreement with the teacher.
 
 
 rule translate_testset:
     input:
-        model=ct2_float32_model,
+        model=ct2_model,
         src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
     output:
-        f"{RESULTS}/translations/{{model}}/{{testset}}.beam{BEAM}.{TGT}",
+        f"{RESULTS}/translations/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.{TGT}",
     params:
-        beam=BEAM,
         batch_size=EVAL["batch_size"],
         max_length=EVAL["max_length"],
         length_penalty=EVAL["length_penalty"],
         inter_threads=EVAL["inter_threads"],
+        compute_type=compute_type,
     log:
-        f"{LOGS}/translate_testset/{{model}}.{{testset}}.log",
+        f"{LOGS}/translate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.log",
     benchmark:
-        f"{BENCHMARKS}/translate_testset/{{model}}.{{testset}}.tsv"
+        f"{BENCHMARKS}/translate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.tsv"
     threads: EVAL["threads"]
     resources:
         mem_mb=default_resource("mem_mb"),
         runtime=default_resource("runtime"),
     shell:
         "nmtkd translate --model {input.model} --input {input.src} --output {output}"
-        " --beam-size {params.beam} --batch-size {params.batch_size}"
+        " --beam-size {wildcards.beam} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --length-penalty {params.length_penalty}"
+        " --compute-type {params.compute_type}"
         " --threads {threads} --inter-threads {params.inter_threads} > {log} 2>&1"
 
 
 rule evaluate_testset:
     input:
-        hyp=f"{RESULTS}/translations/{{model}}/{{testset}}.beam{BEAM}.{TGT}",
+        hyp=f"{RESULTS}/translations/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.{TGT}",
         ref=f"{RESULTS}/data/raw/{{testset}}.{TGT}",
     output:
-        f"{RESULTS}/eval/{{model}}/{{testset}}.json",
+        f"{RESULTS}/eval/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.json",
     params:
-        metadata=quoted_json({"decoding": f"CTranslate2 beam {BEAM}", "compute_type": "float32"}),
+        metadata=evaluation_metadata,
     log:
-        f"{LOGS}/evaluate_testset/{{model}}.{{testset}}.log",
+        f"{LOGS}/evaluate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.log",
     threads: 1
     resources:
         mem_mb=1000,
@@ -46,3 +49,53 @@ rule evaluate_testset:
         "nmtkd evaluate --hypotheses {input.hyp} --references {input.ref} --output {output}"
         " --model-name {wildcards.model} --testset {wildcards.testset}"
         " --metadata {params.metadata} > {log} 2>&1"
+
+
+# Threads are fixed by config and equal for every model; on a machine with as many cores as
+# `evaluation.speed.threads`, no other job runs beside a measurement.
+rule measure_speed:
+    input:
+        model=ct2_model,
+        src=f"{RESULTS}/data/raw/{SPEED_TESTSET}.{SRC}",
+    output:
+        f"{RESULTS}/speed/{{model}}.{{quant}}.json",
+    params:
+        beam=SPEED["beam_size"],
+        batch_size=SPEED["batch_size"],
+        inter_threads=SPEED["inter_threads"],
+        repeats=SPEED["repeats"],
+        max_length=EVAL["max_length"],
+        compute_type=compute_type,
+    log:
+        f"{LOGS}/measure_speed/{{model}}.{{quant}}.log",
+    threads: SPEED["threads"]
+    resources:
+        mem_mb=default_resource("mem_mb"),
+        runtime=default_resource("runtime"),
+    shell:
+        "nmtkd speed --model {input.model} --input {input.src} --output {output}"
+        " --beam-size {params.beam} --batch-size {params.batch_size}"
+        " --max-length {params.max_length} --compute-type {params.compute_type}"
+        " --threads {threads} --inter-threads {params.inter_threads}"
+        " --repeats {params.repeats} > {log} 2>&1"
+
+
+rule top1_agreement:
+    input:
+        model=torch_checkpoint,
+        teacher=teacher_torch_checkpoint(),
+        spm=spm_model(),
+        src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
+        ref=f"{RESULTS}/data/raw/{{testset}}.{TGT}",
+    output:
+        f"{RESULTS}/eval/{{model}}/{{testset}}.agreement.json",
+    log:
+        f"{LOGS}/top1_agreement/{{model}}.{{testset}}.log",
+    threads: 1
+    resources:
+        mem_mb=default_resource("mem_mb"),
+        runtime=default_resource("runtime"),
+    shell:
+        "nmtkd agreement --model {input.model} --teacher {input.teacher} --spm {input.spm}"
+        " --src {input.src} --ref {input.ref} --output {output} --threads {threads}"
+        " > {log} 2>&1"

@@ -3,7 +3,7 @@
 
 rule teacher_table:
     input:
-        expand(f"{RESULTS}/eval/teacher/{{testset}}.json", testset=TESTSETS),
+        expand(f"{RESULTS}/eval/teacher/{{testset}}.float32.beam{BEAM}.json", testset=TESTSETS),
     output:
         f"{RESULTS}/tables/teacher.md",
     log:
@@ -14,3 +14,23 @@ rule teacher_table:
         runtime=5,
     shell:
         "nmtkd report --inputs {input} --output {output} > {log} 2>&1"
+
+
+rule comparison_tables:
+    input:
+        comparison_inputs(),
+    output:
+        md=f"{RESULTS}/tables/comparison.md",
+        csv=f"{RESULTS}/tables/comparison.csv",
+        tex=f"{RESULTS}/tables/comparison.tex",
+    params:
+        manifest=quoted_json(comparison_manifest()),
+    log:
+        f"{LOGS}/comparison_tables.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "nmtkd compare --manifest {params.manifest} --markdown {output.md} --csv {output.csv}"
+        " --latex {output.tex} > {log} 2>&1"

@@ -21,6 +21,8 @@ rule train_teacher:
         f"{LOGS}/train_teacher.log",
     benchmark:
         f"{BENCHMARKS}/train_teacher.tsv"
+    # everything distilled waits for the teacher: start it before any gold-data student
+    priority: 10
     threads: rule_resource("teacher", "threads")
     resources:
         mem_mb=rule_resource("teacher", "mem_mb"),

@@ -1,0 +1,52 @@
+# Students: each entry of `students` trains one model on its corpus variant (gold, the teacher's
+# distilled targets, or a concatenation), with its loss and optionally from another student's
+# weights (Seq-Inter fine-tuning). Adding a KD method touches no rule: it is a loss plus a
+# config entry.
+
+
+rule build_student_corpus:
+    input:
+        unpack(corpus_inputs),
+    output:
+        src=f"{RESULTS}/data/spm/variants/{{variant}}.{SRC}",
+        tgt=f"{RESULTS}/data/spm/variants/{{variant}}.{TGT}",
+    params:
+        args=corpus_arguments,
+    log:
+        f"{LOGS}/build_student_corpus/{{variant}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "nmtkd corpus {params.args} --source {input.source} --spm {input.spm}"
+        " --out-src {output.src} --out-tgt {output.tgt} > {log} 2>&1"
+
+
+rule train_student:
+    input:
+        unpack(student_inputs),
+    output:
+        model=f"{RESULTS}/models/{{student}}/model.pt",
+        summary=f"{RESULTS}/models/{{student}}/training.json",
+    params:
+        settings=student_settings,
+        init=student_init_argument,
+        workdir=f"{RESULTS}/models/{{student}}/work",
+        processes=student_processes,
+    log:
+        f"{LOGS}/train_student/{{student}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_student/{{student}}.tsv"
+    threads: student_threads
+    resources:
+        mem_mb=student_mem_mb,
+        runtime=student_runtime,
+        gpu=student_gpus,
+    shell:
+        "nmtkd train --train-src {input.train_src} --train-tgt {input.train_tgt}"
+        " --valid-src {input.valid_src} --valid-tgt {input.valid_tgt}"
+        " --valid-ref {input.valid_ref} --spm {input.spm} --settings {params.settings}"
+        " {params.init} --workdir {params.workdir} --output {output.model}"
+        " --summary {output.summary} --threads {threads} --nproc-per-node {params.processes}"
+        " --gpus {resources.gpu} >> {log} 2>&1"
