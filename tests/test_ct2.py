@@ -79,6 +79,21 @@ def test_translate_keeps_input_order_and_writes_nbest(exported, synthetic, tmp_p
         assert rows[3 * sentence][3] == batched[sentence]
 
 
+def test_nbest_larger_than_the_beam_comes_from_a_wider_second_search(exported, synthetic,
+                                                                     tmp_path):
+    sources = synthetic["test"][0]
+    translate_file(exported / "float32", sources, tmp_path / "best", DecodeOptions(
+        beam_size=2, nbest=3, max_length=100, threads=2), tmp_path / "nbest.tsv")
+    translate_file(exported / "float32", sources, tmp_path / "beam2", DecodeOptions(
+        beam_size=2, max_length=100, threads=2))
+    translate_file(exported / "float32", sources, tmp_path / "beam3", DecodeOptions(
+        beam_size=3, nbest=3, max_length=100, threads=2), tmp_path / "nbest3.tsv")
+    # the 1-best is the beam-2 search's; the 3-best list is a beam-3 search's
+    assert read_lines(tmp_path / "best") == read_lines(tmp_path / "beam2")
+    assert read_lines(tmp_path / "nbest.tsv") == read_lines(tmp_path / "nbest3.tsv")
+    assert len(read_lines(tmp_path / "nbest.tsv")) == 3 * len(read_lines(sources))
+
+
 def test_int8_model_translates_close_to_float32(exported, synthetic, tmp_path):
     options = DecodeOptions(beam_size=2, max_length=100, threads=2)
     translate_file(exported / "float32", synthetic["test"][0], tmp_path / "f32", options)
@@ -96,7 +111,7 @@ def test_bad_inputs(exported, trained_tiny, tmp_path):
         translate_file(exported / "float32", tmp_path / "missing.txt", tmp_path / "y",
                        DecodeOptions())
     with pytest.raises(NmtkdError, match="n-best"):
-        DecodeOptions(beam_size=2, nbest=3)
+        DecodeOptions(beam_size=2, nbest=0)
     with pytest.raises(NmtkdError, match="quantization must be one of"):
         export_model(trained_tiny, exported / "float32" / "spm.model", tmp_path / "o", "int3")
     assert not (tmp_path / "o").exists()

@@ -34,7 +34,8 @@ def test_existing_checkpoint_skips_training_and_is_exported(synthetic, synthetic
     assert "train_teacher" not in plan and "train_spm" not in plan
     assert "export_ct2" in plan and "translate_testset" in plan
     run_snakemake(tmp_path, config, "--cores", "2")
-    evaluation = json.loads((tmp_path / "results/reuse/eval/teacher/synthetic.json").read_text())
+    evaluation = json.loads(
+        (tmp_path / "results/reuse/eval/teacher/synthetic.float32.beam5.json").read_text())
     assert evaluation["bleu"] > 30  # the briefly trained tiny model, not a blank one
     assert (tmp_path / "results/reuse/models/teacher/ct2_int8/model.bin").is_file()
     assert not (tmp_path / "results/reuse/models/teacher/model.pt").exists()
@@ -50,7 +51,8 @@ def test_existing_ct2_model_alone_is_used_for_decoding(synthetic, synthetic_spm,
     for rule in ("train_teacher", "train_spm", "export_ct2"):
         assert rule not in plan
     run_snakemake(tmp_path, config, "--cores", "2")
-    evaluation = json.loads((tmp_path / "results/reuse/eval/teacher/synthetic.json").read_text())
+    evaluation = json.loads(
+        (tmp_path / "results/reuse/eval/teacher/synthetic.float32.beam5.json").read_text())
     assert evaluation["bleu"] > 30
 
 

@@ -91,7 +91,8 @@ def test_multi30k_tiny_end_to_end_and_single_stage_rerun(tmp_path):
     summary = json.loads((results / "models/teacher/training.json").read_text())
     assert summary["updates"] == 400 and [h["update"] for h in summary["history"]] == [200, 400]
     assert summary["final_valid"]["valid_nll"] < 4.5  # a blank model is at log(500) = 6.2
-    evaluation = json.loads((results / "eval/teacher/test_2016_flickr.json").read_text())
+    evaluation = json.loads(
+        (results / "eval/teacher/test_2016_flickr.float32.beam5.json").read_text())
     assert evaluation["sentences"] == 1000
     assert evaluation["chrf"] > 12.0 and evaluation["bleu"] > 1.0  # a blank model: ~2 and 0
     table = (results / "tables/teacher.md").read_text()
@@ -117,7 +118,7 @@ def test_multi30k_tiny_end_to_end_and_single_stage_rerun(tmp_path):
 
 
 @pytest.mark.e2e
-def test_synthetic_task_is_learned_to_90_bleu(tmp_path):
+def test_synthetic_task_is_learned_to_90_bleu_and_its_seq_kd_student_follows(tmp_path):
     paths = write_corpus(tmp_path, {"train": 4000, "valid": 200, "test": 300},
                          src_lang="xx", tgt_lang="yy")
     data = {"src_lang": "xx", "tgt_lang": "yy",
@@ -128,7 +129,15 @@ def test_synthetic_task_is_learned_to_90_bleu(tmp_path):
                          warmup=200, max_tokens=1500)
     config["sentencepiece"]["vocab_size"] = 120
     config["presets"]["tiny"]["dropout"] = 0.0
+    config["students"] = [{"name": "seq_kd", "data": "seqkd", "loss": "nll",
+                           "training": {"seed": 2}}]
+    config["student_defaults"]["resources"]["threads"] = 2
+    config["distill"].update({"chunks": 2, "max_length": 60})
     run_snakemake(tmp_path, config, "--cores", "2")
-    evaluation = json.loads(
-        (tmp_path / "results/synthetic/eval/teacher/synthetic.json").read_text())
-    assert evaluation["bleu"] >= 90.0, evaluation
+    results = tmp_path / "results/synthetic"
+    teacher = json.loads((results / "eval/teacher/synthetic.float32.beam5.json").read_text())
+    assert teacher["bleu"] >= 90.0, teacher
+    student = json.loads((results / "eval/seq_kd/synthetic.float32.beam5.json").read_text())
+    assert student["bleu"] >= teacher["bleu"] - 3.0, (student, teacher)
+    agreement = json.loads((results / "eval/seq_kd/synthetic.agreement.json").read_text())
+    assert agreement["top1_agreement"] > 90.0

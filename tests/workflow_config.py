@@ -32,6 +32,24 @@ def tiny_config(experiment: str, data: dict[str, Any], **training: Any) -> dict[
                                "save_interval": 20, "average_last": 2, "device": "cpu",
                                **training})
     config["evaluation"].update({"threads": 2})
+    config["evaluation"]["speed"] = {"testset": None, "threads": 2, "repeats": 1}
+    config["student_defaults"] = {"preset": "tiny", "training": {},
+                                  "resources": {"threads": 1, "mem_mb": 2000, "runtime": 30}}
+    config["students"] = []  # the teacher only; see with_default_students
+    config["comparison"] = {}
+    return config
+
+
+def with_default_students(config: dict[str, Any], **fine_tuning: Any) -> dict[str, Any]:
+    """The default config's students (Kim & Rush's rows), fine-tuning shortened."""
+    config["students"] = base_config()["students"]
+    config["comparison"] = {"baseline": "baseline"}
+    # another seed than the teacher's: in the tiny config the baseline has the teacher's size
+    config["student_defaults"]["training"] = {"seed": 2}
+    for student in config["students"]:
+        if "init" in student:
+            student["training"] = {"lr": 3e-4, "warmup": 10, "max_updates": 40,
+                                   "valid_interval": 20, **fine_tuning}
     return config
 
 

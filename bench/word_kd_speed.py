@@ -1,0 +1,106 @@
+"""Word-KD training step time against the baseline's (NLL) on the default presets: the teacher
+run on every batch over the full vocabulary (teacher_topk 0), and the teacher's top-k logits
+computed once before training (teacher_topk 8; its one-off cost is reported and amortised
+over the student's updates). The kNN-KD paper reports Word-KD at 0.88x the baseline's
+updates/s.
+
+    python bench/word_kd_speed.py [--updates 20] [--rounds 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from common import REPO, multi30k_lines
+
+from nmtkd.batching import ParallelData
+from nmtkd.losses import LabelSmoothedNLL, WordKD, prepare_loss
+from nmtkd.model import ModelConfig, Transformer
+from nmtkd.spm import Tokenizer, train_spm
+from nmtkd.textio import write_lines
+from nmtkd.trainer import TrainConfig, Trainer
+
+
+def make_trainer(cfg: ModelConfig, data: ParallelData, loss, workdir: Path,
+                 max_tokens: int, threads: int) -> Trainer:
+    settings = TrainConfig(max_tokens=max_tokens, threads=threads, device="cpu")
+    return Trainer(cfg, settings, data, data, [], None, workdir, loss=loss)
+
+
+def time_updates(trainer: Trainer, groups: list[list[list[int]]]) -> float:
+    start = time.perf_counter()
+    for group in groups:
+        trainer._step(group)
+    return (time.perf_counter() - start) / len(groups)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--updates", type=int, default=20, help="timed updates per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--threads", type=int, default=1, help="1: as the default students")
+    parser.add_argument("--max-tokens", type=int, default=2500)
+    parser.add_argument("--sentences", type=int, default=8000)
+    parser.add_argument("--student-updates", type=int, default=800,
+                        help="updates to amortise the top-k pass over")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = multi30k_lines("train", "en", args.sentences)
+        tgt = multi30k_lines("train", "de", args.sentences)
+        write_lines(tmp / "all.txt", src + tgt)
+        train_spm([tmp / "all.txt"], tmp / "spm.model", config["sentencepiece"]["vocab_size"])
+        tokenizer = Tokenizer(tmp / "spm.model")
+        data = ParallelData(tokenizer.encode_ids(src), tokenizer.encode_ids(tgt))
+        vocab = len(tokenizer)
+        student_cfg = ModelConfig(vocab_size=vocab, **config["presets"]["student"])
+        teacher_cfg = ModelConfig(vocab_size=vocab, **config["presets"]["teacher"])
+        torch.manual_seed(0)
+        teacher = Transformer(teacher_cfg).eval()
+        word_kd = config["losses"]["word_kd"]
+        losses = {
+            "baseline (nll)": LabelSmoothedNLL(0.1),
+            "word_kd full vocab": WordKD(teacher, alpha=word_kd["alpha"], teacher_topk=0),
+            "word_kd top-8": WordKD(teacher, alpha=word_kd["alpha"], teacher_topk=8),
+        }
+        trainers = {name: make_trainer(student_cfg, data, loss, tmp / name.split()[0],
+                                       args.max_tokens, args.threads)
+                    for name, loss in losses.items()}
+        started = time.perf_counter()
+        prepare_loss(losses["word_kd top-8"], data, torch.device("cpu"), args.max_tokens)
+        prepare_seconds = time.perf_counter() - started
+        batches = next(iter(trainers.values())).epoch_batches(0)
+        groups = [[batch] for batch in batches]
+        for trainer in trainers.values():  # warm-up
+            time_updates(trainer, groups[:3])
+        times: dict[str, list[float]] = {name: [] for name in trainers}
+        for round_ in range(args.rounds):
+            window = groups[3 + round_ * args.updates: 3 + (round_ + 1) * args.updates]
+            for name, trainer in trainers.items():  # interleaved: the same noise for all
+                times[name].append(time_updates(trainer, window))
+    base = statistics.median(times["baseline (nll)"])
+    print(f"{len(data)} Multi30k pairs, vocabulary {vocab}, {args.threads} thread(s), "
+          f"max_tokens {args.max_tokens}, median of {args.rounds} rounds x {args.updates} "
+          "updates")
+    print(f"{'loss':20} {'s/update':>9} {'updates/s':>10} {'x baseline':>11}")
+    for name, values in times.items():
+        seconds = statistics.median(values)
+        print(f"{name:20} {seconds:9.3f} {1 / seconds:10.2f} {base / seconds:11.2f}")
+    top8 = statistics.median(times["word_kd top-8"])
+    per_sentence = prepare_seconds / len(data)
+    amortised = top8 + prepare_seconds / args.student_updates
+    print(f"top-8 teacher pass: {prepare_seconds:.1f} s for {len(data)} pairs "
+          f"({per_sentence * 1e3:.2f} ms/pair); amortised over {args.student_updates} updates "
+          f"on this corpus: {1 / amortised:.2f} updates/s = {base / amortised:.2f}x baseline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Students: top-k Word-KD, corpus variants, fine-tuning, Top-1 Agreement, the comparison
+tables, student config validation, and the whole chain on the tiny config."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from conftest import make_trainer, require_multi30k
+from workflow_config import (
+    base_config,
+    multi30k_subset,
+    run_snakemake,
+    tiny_config,
+    with_default_students,
+)
+
+from nmtkd.agreement import agreement_files
+from nmtkd.batching import ParallelData
+from nmtkd.checkpoint import load_model
+from nmtkd.compare import write_comparison
+from nmtkd.errors import NmtkdError
+from nmtkd.losses import TopKCache, WordKD, topk_cross_entropy
+from nmtkd.model import ModelConfig, Transformer
+from nmtkd.spm import Tokenizer
+from nmtkd.variants import build_corpus
+
+CPU = torch.device("cpu")
+
+
+def tiny_pair(seed=0, vocab=30):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=vocab, d_model=16, heads=2, encoder_layers=1,
+                      decoder_layers=1, ffn_dim=32, dropout=0.0)
+    data = ParallelData([[5, 6, 7], [8, 9], [10, 11, 12, 13]],
+                        [[10, 11], [12, 13, 14, 15], [7]])
+    return Transformer(cfg), Transformer(cfg), data
+
+
+# ---- top-k Word-KD -------------------------------------------------------------------------------
+def test_topk_cross_entropy_matches_hand_computation():
+    student = torch.tensor([[[1.0, 0.0, 0.0]]])
+    ids = torch.tensor([[[1, 0]]])
+    teacher = torch.tensor([[[math.log(3.0), 0.0]]])  # top-2 renormalised: q = (0.75, 0.25)
+    mask = torch.tensor([[True]])
+    log_z = math.log(math.e + 2)
+    expected = -(0.75 * -log_z + 0.25 * (1 - log_z))
+    assert float(topk_cross_entropy(student, ids, teacher, mask)) == pytest.approx(expected,
+                                                                                  abs=1e-6)
+
+
+def test_topk_word_kd_over_the_whole_vocabulary_equals_the_exact_loss():
+    student, teacher, data = tiny_pair()
+    batch = data.collate([2, 0, 1])  # not in dataset order: the cache is looked up by index
+    logits = student(batch.source, batch.target_in)
+    exact = WordKD(teacher, alpha=0.5, temperature=2.0)(logits, batch)
+    full_k = WordKD(teacher, alpha=0.5, temperature=2.0, teacher_topk=30)
+    full_k.prepare(data, CPU, max_tokens=8)  # several cache batches
+    cached = full_k(logits, batch)
+    assert float(cached.loss.detach()) == pytest.approx(float(exact.loss.detach()), rel=1e-5)
+    top4 = WordKD(teacher, alpha=0.5, temperature=2.0, teacher_topk=4)
+    top4.prepare(data, CPU, max_tokens=100)
+    assert float(top4(logits, batch).loss.detach()) != pytest.approx(
+        float(exact.loss.detach()), rel=1e-3)
+    cache = top4.cache
+    assert cache.ids.shape == (sum(len(t) + 1 for t in data.targets), 4)
+    with torch.no_grad():
+        teacher_logits = teacher(batch.source, batch.target_in)
+    ids, values = cache.lookup(batch.indices, batch.target_in.size(1), CPU)
+    top = teacher_logits.topk(4, dim=-1)
+    mask = batch.target_out != 0
+    assert torch.equal(ids[mask], top.indices[mask])
+    assert torch.allclose(values[mask], top.values[mask], atol=1e-5)
+
+
+def test_topk_word_kd_needs_prepare_and_a_valid_k():
+    student, teacher, data = tiny_pair()
+    batch = data.collate([0, 1])
+    logits = student(batch.source, batch.target_in)
+    with pytest.raises(NmtkdError, match="needs prepare"):
+        WordKD(teacher, teacher_topk=4)(logits, batch)
+    with pytest.raises(NmtkdError, match="loss.teacher_topk"):
+        WordKD(teacher, teacher_topk=-1)
+    assert isinstance(TopKCache.build(teacher, data, 100, CPU, 50).ids, torch.Tensor)
+
+
+# ---- corpus variants -----------------------------------------------------------------------------
+def test_corpus_variants_concatenate_in_order(tmp_path, synthetic_spm):
+    tokenizer = Tokenizer(synthetic_spm)
+    (tmp_path / "src").write_text("a b\nc d\n")
+    (tmp_path / "gold").write_text("A B\nC D\n")
+    (tmp_path / "seqkd").write_text("A\nC\n")
+    (tmp_path / "nbest").write_text("0\t0\t-1\tA\n0\t1\t-2\tB\n1\t0\t-1\tC\n1\t1\t-3\tD\n")
+    files = {"gold": tmp_path / "gold", "seqkd": tmp_path / "seqkd", "nbest": tmp_path / "nbest"}
+    out_src, out_tgt = tmp_path / "out.src", tmp_path / "out.tgt"
+
+    def decoded(path):
+        return tokenizer.decode_pieces([line.split() for line in path.read_text().splitlines()])
+
+    assert build_corpus(["gold", "seqkd"], tmp_path / "src", files, tokenizer, out_src,
+                        out_tgt) == 4
+    assert decoded(out_src) == ["a b", "c d", "a b", "c d"]
+    assert decoded(out_tgt) == ["A B", "C D", "A", "C"]
+    assert build_corpus(["best2"], tmp_path / "src", files, tokenizer, out_src, out_tgt) == 4
+    assert decoded(out_src) == ["a b", "a b", "c d", "c d"]
+    assert decoded(out_tgt) == ["A", "B", "C", "D"]
+
+
+def test_corpus_errors_name_the_file_and_leave_nothing(tmp_path, synthetic_spm):
+    tokenizer = Tokenizer(synthetic_spm)
+    (tmp_path / "src").write_text("a\nb\n")
+    (tmp_path / "short").write_text("A\n")
+    (tmp_path / "one_best").write_text("0\t0\t-1\tA\n1\t0\t-1\tB\n")
+    out_src, out_tgt = tmp_path / "o.src", tmp_path / "o.tgt"
+    with pytest.raises(NmtkdError, match="short has 1 lines, the source has 2"):
+        build_corpus(["seqkd"], tmp_path / "src", {"seqkd": tmp_path / "short"}, tokenizer,
+                     out_src, out_tgt)
+    with pytest.raises(NmtkdError, match="one_best: sentence 1 has 1 candidate"):
+        build_corpus(["best2"], tmp_path / "src", {"nbest": tmp_path / "one_best"}, tokenizer,
+                     out_src, out_tgt)
+    with pytest.raises(NmtkdError, match="part 'seqinter' needs --seqinter"):
+        build_corpus(["seqinter"], tmp_path / "src", {}, tokenizer, out_src, out_tgt)
+    assert not out_src.exists() and not out_tgt.exists()
+
+
+# ---- fine-tuning and agreement -------------------------------------------------------------------
+def test_fine_tuning_starts_from_the_initial_model(synthetic, synthetic_spm, trained_tiny,
+                                                   tmp_path):
+    initial, _ = load_model(trained_tiny)
+    trainer = make_trainer(synthetic, synthetic_spm, tmp_path / "ft", init_model=initial,
+                           max_updates=1, identity={"init": "abc"})
+    for key, value in initial.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value)
+    other = make_trainer(synthetic, synthetic_spm, tmp_path / "ft2", init_model=initial,
+                         max_updates=1, identity={"init": "def"})
+    assert other.fingerprint != trainer.fingerprint  # a different initial model: a new run
+    with pytest.raises(NmtkdError, match="architecture differs"):
+        make_trainer(synthetic, synthetic_spm, tmp_path / "ft3", model={"d_model": 32},
+                     init_model=initial)
+
+
+def test_top1_agreement(synthetic, synthetic_spm, trained_tiny, tmp_path):
+    src, ref = synthetic["test"]
+    same = agreement_files(trained_tiny, trained_tiny, synthetic_spm, src, ref,
+                           tmp_path / "same.json")
+    assert same["top1_agreement"] == 100.0 and same["sentences"] == 200
+    assert same["ppl"] == pytest.approx(math.exp(same["nll"]))
+    assert same["ppl"] < 2.0  # the trained model predicts the synthetic task well
+    model, _ = load_model(trained_tiny)
+    torch.manual_seed(3)
+    blank = Transformer(model.cfg)
+    torch.save({"config": model.cfg.to_dict(), "model": blank.state_dict(), "meta": {}},
+               tmp_path / "blank.pt")
+    other = agreement_files(tmp_path / "blank.pt", trained_tiny, synthetic_spm, src, ref,
+                            tmp_path / "other.json")
+    assert other["top1_agreement"] < 20.0 and other["ppl"] > 50.0
+    assert json.loads((tmp_path / "other.json").read_text())["tokens"] == same["tokens"]
+
+
+# ---- comparison tables ---------------------------------------------------------------------------
+def write_model_results(root, name, bleu, bleu_k1, int8_bleu, speed_int8, params, seconds):
+    paths = {"eval": {}, "agreement": {}}
+    signature = {"bleu_signature": "nrefs:1|bleu", "chrf_signature": "nrefs:1|chrf",
+                 "ter_signature": "nrefs:1|ter"}
+    for key, value in (("k1", bleu_k1), ("beam", bleu), ("int8", int8_bleu)):
+        path = root / f"{name}.{key}.json"
+        path.write_text(json.dumps({"bleu": value, "chrf": value + 20, "ter": 100 - value,
+                                    **signature}))
+        paths["eval"].setdefault("test", {})[key] = str(path)
+    (root / f"{name}.ta.json").write_text(json.dumps({"top1_agreement": 80.0, "ppl": 5.0}))
+    paths["agreement"]["test"] = str(root / f"{name}.ta.json")
+    (root / f"{name}.train.json").write_text(json.dumps({
+        "parameters": params, "train_seconds": seconds, "updates_per_second": 2.0,
+        "train_ppl": 4.0}))
+    (root / f"{name}.bench.tsv").write_text(f"s\th:m:s\n{seconds + 60}\t0:00:00\n")
+    ct2 = {}
+    for quant, size in (("float32", 4000), ("int8", 1000)):
+        directory = root / f"{name}_{quant}"
+        directory.mkdir()
+        (directory / "model.bin").write_bytes(b"x" * size)
+        ct2[quant] = str(directory)
+    speeds = {}
+    for quant, speed in (("float32", speed_int8 / 2), ("int8", speed_int8)):
+        (root / f"{name}.{quant}.speed.json").write_text(json.dumps(
+            {"tokens_per_second": speed, "sentences_per_second": speed / 10}))
+        speeds[quant] = str(root / f"{name}.{quant}.speed.json")
+    return {"name": name, "data": "gold", "loss": "nll", "init": "",
+            "training": str(root / f"{name}.train.json"),
+            "benchmark": str(root / f"{name}.bench.tsv"), "ct2": ct2, "speed": speeds, **paths}
+
+
+def test_comparison_tables_from_hand_made_results(tmp_path):
+    models = [write_model_results(tmp_path, "teacher", 30.0, 28.0, 29.5, 1000.0, 8e6, 600),
+              write_model_results(tmp_path, "baseline", 25.0, 22.0, 24.0, 3000.0, 4e6, 300),
+              write_model_results(tmp_path, "seq_kd", 27.5, 27.0, 27.5, 3500.0, 4e6, 240)]
+    manifest = {"experiment": "x", "teacher": "teacher", "baseline": "baseline",
+                "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
+    outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex")]
+    write_comparison(manifest, *outputs)
+    frame = pd.read_csv(outputs[1]).set_index("model")
+    assert list(frame.index) == ["teacher", "baseline", "seq_kd"]
+    assert frame.loc["seq_kd", "delta_bleu_beam"] == pytest.approx(2.5)
+    assert frame.loc["seq_kd", "delta_bleu_k1"] == pytest.approx(5.0)
+    assert frame.loc["teacher", "delta_bleu_beam"] == pytest.approx(5.0)
+    assert frame.loc["baseline", "int8_bleu_drop"] == pytest.approx(1.0)
+    assert frame.loc["seq_kd", "speedup_int8"] == pytest.approx(3.5)
+    assert frame.loc["baseline", "train_minutes"] == pytest.approx(6.0)  # benchmark wall clock
+    assert frame.loc["teacher", "size_int8_mb"] == pytest.approx(1000 / 2**20)
+    markdown = outputs[0].read_text()
+    assert "| seq_kd " in markdown and "BLEU signature: `nrefs:1|bleu`" in markdown
+    assert "## Overview" in markdown and "## test" in markdown
+    assert "\\begin{tabular}" in outputs[2].read_text()
+    manifest["baseline"] = "nobody"
+    with pytest.raises(NmtkdError, match="the baseline 'nobody' is not among the models"):
+        write_comparison(manifest, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.tex")
+    assert not (tmp_path / "a.md").exists()
+
+
+# ---- student config validation -------------------------------------------------------------------
+def set_student(index, **changes):
+    def change(config):
+        config["students"][index].update(changes)
+    return change
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (set_student(1, data="seqkdd"),
+     "config error at students[1].data: unknown data variant 'seqkdd'"),
+    (set_student(2, data=["gold", "bt"]),
+     "config error at students[2].data: unknown data variant 'bt'"),
+    (set_student(1, loss="word-kd"), "config error at students[1].loss: unknown loss 'word-kd'"),
+    (set_student(1, loss={"name": "kl"}),
+     "config error at students[1].loss.name: unknown loss 'kl'"),
+    (set_student(3, init="nope"), "config error at students[3].init: unknown init checkpoint "
+                                  "'nope'"),
+    (set_student(3, init="baseline_seqinter"), "config error at students[3].init: unknown init"),
+    (set_student(1, name="baseline"), "config error at students[1].name: 'baseline' is used"),
+    (set_student(0, name="teacher"), "config error at students[0].name: 'teacher' is reserved"),
+    (set_student(4, preset="tiny"), "config error at students[4].init: 'seq_kd' uses another "
+                                    "preset"),
+    (set_student(0, preset="huge"), "config error at students[0].preset: unknown preset"),
+    (set_student(0, init="baseline_seqinter"),
+     "config error at students[0].init: the init chain of 'baseline' loops"),
+    (lambda c: c["comparison"].update(baseline="nobody"),
+     "config error at comparison.baseline: 'nobody' is not a student"),
+    (lambda c: c["students"][0].update(data="best2") or c["distill"].update(nbest=1),
+     "config error at students[0].data: best2 needs distill.nbest >= 2"),
+    (lambda c: c["evaluation"]["speed"].update(testset="wmt"),
+     "config error at evaluation.speed.testset: unknown test set 'wmt'"),
+    (set_student(0, datta="gold"), "'datta' was unexpected"),
+])
+def test_bad_student_config_fails_naming_the_key(tmp_path, change, expected):
+    config = base_config()
+    change(config)
+    result = run_snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+def test_default_config_plans_every_student(tmp_path):
+    result = run_snakemake(tmp_path, base_config(), "-n", "--quiet", "rules")
+    counts = dict(line.split() for line in result.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert counts["train_student"] == "7" and counts["train_teacher"] == "1"
+    assert counts["build_student_corpus"] == "2"  # seqkd and seqinter; gold is the teacher's
+    assert counts["comparison_tables"] == "1"
+
+
+def test_gpu_config_plans_a_transformer_base_teacher_on_cuda(tmp_path):
+    from workflow_config import REPO
+
+    result = run_snakemake(tmp_path, base_config(), "-n", "--configfile", "config.yaml",
+                           str(REPO / "config.gpu.yaml"), "--resources", "gpu=1")
+    plan = result.stdout + result.stderr
+    assert "results/multi30k_en_de_gpu/models/teacher/model.pt" in plan
+    assert '"d_model": 512' in plan and '"device": "cuda"' in plan and "gpu=1" in plan
+
+
+# ---- the whole chain -----------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
+    require_multi30k()
+    data = multi30k_subset(tmp_path, train=2000, other=200)
+    config = with_default_students(tiny_config("tiny", data, max_updates=200,
+                                               valid_interval=100))
+    config["distill"].update({"chunks": 2, "max_length": 100})
+    run_snakemake(tmp_path, config, "--cores", "2")
+    tables = tmp_path / "results/tiny/tables"
+    frame = pd.read_csv(tables / "comparison.csv")
+    expected = ["teacher", "baseline", "word_kd", "seq_kd", "baseline_seqinter",
+                "seqkd_seqinter", "seqkd_wordkd", "seqkd_seqinter_wordkd"]
+    assert list(frame["model"]) == expected
+    numeric = frame.select_dtypes("number")
+    assert not numeric.isna().any().any(), numeric.isna().sum()
+    teacher = frame.set_index("model").loc["teacher"]
+    assert teacher["top1_agreement"] == 100.0 and teacher["speedup_int8"] == 1.0
+    assert (frame["size_int8_mb"] < frame["size_float32_mb"] / 2).all()
+    assert (frame["tok_s_int8"] > 0).all() and (frame["bleu_beam"] > 0).all()
+    assert (frame.loc[frame["model"] != "teacher", "top1_agreement"] < 100).all()
+    markdown = (tables / "comparison.md").read_text()
+    for name in expected:
+        assert f"| {name} " in markdown
+    assert "BLEU signature: `nrefs:1" in markdown
+    summary = json.loads((tmp_path / "results/tiny/models/seqkd_seqinter/training.json")
+                         .read_text())
+    assert summary["updates"] == 40  # fine-tuning ran its own schedule
+    # rerun only the report
+    before = (tables / "comparison.csv").stat().st_mtime_ns
+    rerun = run_snakemake(tmp_path, config, "--cores", "2", str(tables / "comparison.md"),
+                          "--forcerun", "comparison_tables")
+    assert "rule comparison_tables" in rerun.stdout + rerun.stderr
+    assert "rule train_student" not in rerun.stdout + rerun.stderr
+    assert (tables / "comparison.csv").stat().st_mtime_ns > before
