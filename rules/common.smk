@@ -112,6 +112,28 @@ def student_training(entry):
     return training
 
 
+def check_loss_parameters(key, spec, preset):
+    """Build the loss once (with a small stand-in teacher), so that a wrong parameter fails
+    now, naming its key, and not when the student's training starts."""
+    from nmtkd.errors import NmtkdError
+    from nmtkd.losses import build_loss
+    from nmtkd.model import ModelConfig, Transformer
+
+    spec = dict(spec)
+    if spec["name"] in TEACHER_LOSSES:
+        teacher_positions = config["presets"][config["teacher"]["preset"]].get(
+            "max_positions", 1024)
+        if teacher_positions < config["presets"][preset].get("max_positions", 1024):
+            config_error(f"{key}.name", "the teacher's preset has fewer max_positions than the "
+                         "student's; the teacher must read every training pair")
+        spec["teacher"] = Transformer(ModelConfig(vocab_size=8, d_model=8, heads=1,
+                                                  encoder_layers=1, decoder_layers=1, ffn_dim=8))
+    try:
+        build_loss(spec)
+    except (NmtkdError, TypeError, ValueError) as error:
+        config_error(key, str(error))
+
+
 def check_students():
     presets = config["presets"]
     names = [entry["name"] for entry in config["students"]]
@@ -135,6 +157,7 @@ def check_students():
         if loss["name"] not in LOSSES:
             config_error(loss_key, f"unknown loss {loss['name']!r} (known: "
                          f"{', '.join(sorted(LOSSES))})")
+        check_loss_parameters(f"{key}.loss", loss, entry["preset"])
         if loss["name"] in TEACHER_LOSSES and TEACHER_IS_CT2_ONLY:
             config_error(loss_key, f"{loss['name']!r} needs the teacher's torch checkpoint, but "
                          "teacher.existing gives only a CTranslate2 model")
@@ -158,6 +181,10 @@ def check_students():
                              f"back to {current!r}")
             seen.add(current)
             current = student_entry(names.index(current)).get("init")
+    for name in config["losses"]:
+        if name not in LOSSES:
+            config_error(f"losses.{name}", f"unknown loss {name!r} (known: "
+                         f"{', '.join(sorted(LOSSES))})")
     baseline = config["comparison"].get("baseline")
     if baseline is not None and baseline not in names:
         config_error("comparison.baseline", f"{baseline!r} is not a student (known: "
@@ -469,7 +496,7 @@ def comparison_manifest():
     quantized = "int8" in QUANTIZATIONS
     models = []
     for name in MODELS:
-        trained = not (name == "teacher" and EXISTING)
+        trained = name != "teacher" or not ("checkpoint" in EXISTING or TEACHER_IS_CT2_ONLY)
         ct2 = {quant: None if name == "teacher" and TEACHER_IS_CT2_ONLY else
                f"{RESULTS}/models/{name}/ct2_{quant}" for quant in ("float32", "int8")
                if quant in QUANTIZATIONS}

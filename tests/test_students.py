@@ -84,7 +84,7 @@ def test_topk_word_kd_needs_prepare_and_a_valid_k():
         WordKD(teacher, teacher_topk=4)(logits, batch)
     with pytest.raises(NmtkdError, match="loss.teacher_topk"):
         WordKD(teacher, teacher_topk=-1)
-    assert isinstance(TopKCache.build(teacher, data, 100, CPU, 50).ids, torch.Tensor)
+    assert TopKCache.build(teacher, data, 100, CPU, 50).ids.shape[1] == 30  # k <= vocabulary
 
 
 # ---- corpus variants -----------------------------------------------------------------------------
@@ -212,7 +212,8 @@ def test_comparison_tables_from_hand_made_results(tmp_path):
     markdown = outputs[0].read_text()
     assert "| seq_kd " in markdown and "BLEU signature: `nrefs:1|bleu`" in markdown
     assert "## Overview" in markdown and "## test" in markdown
-    assert "\\begin{tabular}" in outputs[2].read_text()
+    latex = outputs[2].read_text()
+    assert "\\begin{tabular}" in latex and "seq\\_kd" in latex and "TA (\\%)" in latex
     manifest["baseline"] = "nobody"
     with pytest.raises(NmtkdError, match="the baseline 'nobody' is not among the models"):
         write_comparison(manifest, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.tex")
@@ -234,6 +235,12 @@ def set_student(index, **changes):
     (set_student(1, loss="word-kd"), "config error at students[1].loss: unknown loss 'word-kd'"),
     (set_student(1, loss={"name": "kl"}),
      "config error at students[1].loss.name: unknown loss 'kl'"),
+    (set_student(1, loss={"name": "word_kd", "topk": 8}),
+     "config error at students[1].loss: loss 'word_kd': "),
+    (set_student(1, loss={"name": "word_kd", "alpha": 2}),
+     "config error at students[1].loss: loss.alpha must be in [0, 1], got 2"),
+    (lambda c: c["losses"].update({"word-kd": {}}),
+     "config error at losses.word-kd: unknown loss 'word-kd'"),
     (set_student(3, init="nope"), "config error at students[3].init: unknown init checkpoint "
                                   "'nope'"),
     (set_student(3, init="baseline_seqinter"), "config error at students[3].init: unknown init"),

@@ -74,8 +74,11 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
         measured = speed.get(quant)
         record[f"tok_s_{quant}"] = measured["tokens_per_second"] if measured else nan
         record[f"sent_s_{quant}"] = measured["sentences_per_second"] if measured else nan
-    record["train_minutes"] = (benchmark_seconds if benchmark_seconds is not None else
-                               training["train_seconds"] if training else nan) / 60
+    # the job's wall clock, unless the trainer's own clock (kept across resumes) is longer:
+    # a resumed or rewritten run's benchmark file only times its last attempt
+    clocks = [benchmark_seconds, training["train_seconds"] if training else None]
+    clocks = [seconds for seconds in clocks if seconds is not None]
+    record["train_minutes"] = max(clocks) / 60 if clocks else nan
     record["updates_per_second"] = training["updates_per_second"] if training else nan
     record["train_ppl"] = (training.get("train_ppl") or nan) if training else nan
     for key in ("bleu", "chrf", "ter"):
@@ -169,16 +172,24 @@ def markdown(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     return "\n".join(lines + signature_lines(frame)) + "\n"
 
 
+def latex_escape(text: str) -> str:
+    """Escape a test set name (the schema allows letters, digits, `_`, `.` and `-`)."""
+    for char in "&%$#_":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
 def latex(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     parts = []
     for testset in manifest["testsets"]:
         rows = display(frame[frame["testset"] == testset], manifest["beam_size"])
         rows = rows.drop(columns=["Data", "Loss", "Init"])
-        parts.append(rows.to_latex(index=False, float_format="%.2f", na_rep="--",
-                                   caption=f"{testset}", label=f"tab:{testset}"))
+        parts.append(rows.to_latex(index=False, float_format="%.2f", na_rep="--", escape=True,
+                                   caption=latex_escape(testset), label=f"tab:{testset}"))
     overview_table = overview(frame, manifest["testsets"], manifest["beam_size"])
     parts.append(overview_table.to_latex(index=False, float_format="%.2f", na_rep="--",
-                                         caption="Overview", label="tab:overview"))
+                                         escape=True, caption="Overview",
+                                         label="tab:overview"))
     signatures = "\n".join(f"% {line.strip()}" for line in signature_lines(frame))
     return "\n".join(parts) + signatures + "\n"
 

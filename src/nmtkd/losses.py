@@ -113,6 +113,7 @@ class WordKD:
         """With `teacher_topk`, run the teacher once over `data` and keep its top-k logits."""
         if self.topk and self.alpha > 0.0:
             self.cache = TopKCache.build(self.teacher, data, self.topk, device, max_tokens)
+            self.teacher.cpu()  # not needed again; free the accelerator's memory
 
     def __call__(self, logits: Tensor, batch: Batch) -> LossOutput:
         base = self.nll(logits, batch)

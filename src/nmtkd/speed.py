@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from nmtkd.translate import DecodeOptions, load_translator, translate_lines
 def measure_speed(model_dir: Path, input_path: Path, output: Path, options: DecodeOptions,
                   repeats: int = 1) -> dict[str, Any]:
     """Translate the whole input `repeats` times after a warm-up batch; keep the fastest run."""
+    options = replace(options, nbest=1)  # speed of the 1-best search
     lines = read_lines(input_path)
     if not lines:
         raise NmtkdError(f"{input_path}: file is empty")

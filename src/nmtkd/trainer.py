@@ -388,8 +388,11 @@ class Trainer:
             log.info("%s holds a finished run (%s); not training again", self.state_path,
                      self.state.stop_reason)
             return self.state
-        prepare_loss(self.loss, self.train, self.device, self.cfg.max_tokens)
         cfg, state = self.cfg, self.state
+        if self._should_stop() is None:
+            started = time.perf_counter()
+            prepare_loss(self.loss, self.train, self.device, cfg.max_tokens)
+            state.seconds += time.perf_counter() - started  # part of the training's cost
         log.info("model: %d parameters; device %s; autocast %s; %d process(es)",
                  count_parameters(self.model), self.device, self.dtype, self.context.world)
         progress = tqdm(total=cfg.max_updates, initial=state.update, desc="train",
