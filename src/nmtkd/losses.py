@@ -43,7 +43,12 @@ def prepare_loss(loss: TrainingLoss, data: ParallelData, device: torch.device,
 
 def token_nll(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per-token NLL, the uniform smoothing term and the non-pad mask (all [batch*len])."""
-    log_probs = F.log_softmax(logits.float(), dim=-1).view(-1, logits.size(-1))
+    return nll_terms(F.log_softmax(logits.float(), dim=-1), target)
+
+
+def nll_terms(log_probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """`token_nll` from log-probabilities that are already computed ([..., vocab])."""
+    log_probs = log_probs.reshape(-1, log_probs.size(-1))
     flat = target.reshape(-1)
     mask = flat != PAD_ID
     nll = -log_probs.gather(1, flat[:, None]).squeeze(1)
@@ -60,19 +65,24 @@ class LabelSmoothedNLL:
         self.epsilon = label_smoothing
 
     def __call__(self, logits: Tensor, batch: Batch) -> LossOutput:
-        nll, smooth, mask = token_nll(logits, batch.target_out)
+        return self.from_log_probs(F.log_softmax(logits.float(), dim=-1), batch)
+
+    def from_log_probs(self, log_probs: Tensor, batch: Batch) -> LossOutput:
+        nll, smooth, mask = nll_terms(log_probs, batch.target_out)
         loss = (1.0 - self.epsilon) * nll + self.epsilon * smooth
         return LossOutput(loss=loss[mask].sum(), nll=nll[mask].sum().detach(),
                           tokens=int(mask.sum()))
 
 
 def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor,
-                       temperature: float = 1.0) -> Tensor:
-    """T²·Σ_positions Σ_k q_k·(−log p_k) over the masked positions, softmaxes in fp32.
+                       temperature: float = 1.0, student_log_p: Tensor | None = None) -> Tensor:
+    """T²·Σ_positions Σ_k q_k·(−log p_k) over the masked positions, softmaxes in fp32
+    (`student_log_p`: the student's log-softmax at this temperature, if already computed).
 
     T² keeps the gradient scale independent of the temperature (Hinton et al. 2015)."""
     q = F.softmax(teacher_logits.detach().float() / temperature, dim=-1)
-    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p = student_log_p if student_log_p is not None else F.log_softmax(
+        student_logits.float() / temperature, dim=-1)
     return -(q * log_p).sum(dim=-1)[mask].sum() * temperature**2
 
 
@@ -116,21 +126,27 @@ class WordKD:
             self.teacher.cpu()  # not needed again; free the accelerator's memory
 
     def __call__(self, logits: Tensor, batch: Batch) -> LossOutput:
-        base = self.nll(logits, batch)
+        # one log-softmax over the vocabulary serves the NLL and, at T = 1, the KD term: on a
+        # small student these [batch, time, vocab] passes cost as much as the network
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        base = self.nll.from_log_probs(log_probs, batch)
         if self.alpha == 0.0:
             return base
         non_pad = batch.target_out != PAD_ID
+        student_log_p = log_probs if self.temperature == 1.0 else None
         if self.topk:
             if self.cache is None:
                 raise NmtkdError("word_kd with teacher_topk needs prepare() on the training data")
             ids, teacher_logits = self.cache.lookup(batch.indices, logits.size(1), logits.device)
-            distill = topk_cross_entropy(logits, ids, teacher_logits, non_pad, self.temperature)
+            distill = topk_cross_entropy(logits, ids, teacher_logits, non_pad, self.temperature,
+                                         student_log_p)
         else:
-            distill = self._full_vocabulary_term(logits, batch, non_pad)
+            distill = self._full_vocabulary_term(logits, batch, non_pad, student_log_p)
         loss = (1.0 - self.alpha) * base.loss + self.alpha * distill
         return LossOutput(loss=loss, nll=base.nll, tokens=base.tokens)
 
-    def _full_vocabulary_term(self, logits: Tensor, batch: Batch, non_pad: Tensor) -> Tensor:
+    def _full_vocabulary_term(self, logits: Tensor, batch: Batch, non_pad: Tensor,
+                              student_log_p: Tensor | None) -> Tensor:
         self.teacher.to(logits.device).eval()
         with torch.no_grad():
             memory, mask = self.teacher.encode(batch.source)
@@ -143,17 +159,22 @@ class WordKD:
                 # causal decoder: the logits of a time slice only need the prefix up to it
                 teacher_logits = self.teacher.decode(batch.target_in[:, :stop], memory_kv,
                                                      mask)[:, start:stop]
-            distill = distill + soft_cross_entropy(logits[:, start:stop], teacher_logits,
-                                                   non_pad[:, start:stop], self.temperature)
+            distill = distill + soft_cross_entropy(
+                logits[:, start:stop], teacher_logits, non_pad[:, start:stop], self.temperature,
+                None if student_log_p is None else student_log_p[:, start:stop])
         return distill
 
 
 def topk_cross_entropy(student_logits: Tensor, ids: Tensor, teacher_logits: Tensor,
-                       mask: Tensor, temperature: float = 1.0) -> Tensor:
+                       mask: Tensor, temperature: float = 1.0,
+                       student_log_p: Tensor | None = None) -> Tensor:
     """T²·Σ_positions Σ_{i∈top-k} q̃_i·(−log p_{v_i}): q̃ = softmax of the teacher's k kept
-    logits / T, p = the student's full-vocabulary softmax of z / T ([batch, time, k] ids)."""
+    logits / T, p = the student's full-vocabulary softmax of z / T ([batch, time, k] ids;
+    `student_log_p`: that log-softmax, if already computed)."""
     q = F.softmax(teacher_logits.float() / temperature, dim=-1)
-    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1).gather(-1, ids)
+    if student_log_p is None:
+        student_log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p = student_log_p.gather(-1, ids)
     return -(q * log_p).sum(dim=-1)[mask].sum() * temperature**2
 
 
