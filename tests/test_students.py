@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import make_trainer, require_multi30k
 from workflow_config import (
+    assert_dry_run_fails,
     base_config,
     multi30k_subset,
     run_snakemake,
@@ -262,9 +263,7 @@ def set_student(index, **changes):
 def test_bad_student_config_fails_naming_the_key(tmp_path, change, expected):
     config = base_config()
     change(config)
-    result = run_snakemake(tmp_path, config, "-n", check=False)
-    assert result.returncode != 0
-    assert expected in result.stdout + result.stderr
+    assert_dry_run_fails(tmp_path, config, expected)
 
 
 def test_default_config_plans_every_student(tmp_path):

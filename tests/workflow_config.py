@@ -90,3 +90,10 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str,
         raise AssertionError(f"snakemake failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def assert_dry_run_fails(workdir: Path, config: dict[str, Any], expected: str) -> None:
+    """A dry run of `config` fails, and its output contains `expected`."""
+    result = run_snakemake(workdir, config, "-n", check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
