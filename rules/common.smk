@@ -518,11 +518,13 @@ def comparison_manifest():
             "agreement": {testset: f"{RESULTS}/eval/{name}/{testset}.agreement.json"
                           for testset in TESTSETS} if has_agreement() else {},
         })
+    timing = ("one timed run" if SPEED["repeats"] == 1
+              else f"fastest of {SPEED['repeats']} timed runs")
     return {"experiment": EXPERIMENT, "teacher": "teacher", "baseline": BASELINE,
             "beam_size": BEAM,
             "testsets": TESTSETS, "speed_testset": SPEED_TESTSET, "models": models,
             "speed_settings": f"beam {SPEED['beam_size']}, batch {SPEED['batch_size']}, "
-                              f"{SPEED['threads']} threads, fastest of {SPEED['repeats']} runs"}
+                              f"{SPEED['threads']} threads, {timing}"}
 
 
 def comparison_inputs():
