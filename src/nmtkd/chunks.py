@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nmtkd.errors import NmtkdError
-from nmtkd.textio import atomic_writer, count_lines, iter_lines
+from nmtkd.textio import atomic_paths, atomic_writer, count_lines, iter_lines
 
 
 def split_file(source: Path, outputs: list[Path]) -> list[int]:
@@ -17,10 +17,11 @@ def split_file(source: Path, outputs: list[Path]) -> list[int]:
         raise NmtkdError(f"{source}: {total} lines cannot fill {len(outputs)} chunks")
     sizes = [total // len(outputs) + (i < total % len(outputs)) for i in range(len(outputs))]
     lines = iter_lines(source)
-    for output, size in zip(outputs, sizes, strict=True):
-        with atomic_writer(output) as handle:
-            for _ in range(size):
-                handle.write(next(lines) + "\n")
+    with atomic_paths(outputs) as temporaries:  # all chunks or none
+        for output, size in zip(temporaries, sizes, strict=True):
+            with output.open("w", encoding="utf-8") as handle:
+                for _ in range(size):
+                    handle.write(next(lines) + "\n")
     return sizes
 
 

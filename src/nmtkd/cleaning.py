@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,30 +16,133 @@ import numpy as np
 from tqdm import tqdm
 
 from nmtkd.errors import NmtkdError
-from nmtkd.textio import atomic_writer, count_lines, iter_raw_lines
+from nmtkd.textio import (
+    atomic_writer,
+    count_lines,
+    iter_raw_lines,
+    looks_cr_only,
+    starts_with_bom,
+)
 
 REASONS = ("invalid_utf8", "empty", "too_long", "length_ratio", "src_equals_tgt", "duplicate")
+
+# Words in segmented Chinese and Japanese corpora average roughly 1.5-2 characters, so a run of
+# text in a script written without spaces is counted as one word per 2 of its characters.
+CHARACTERS_PER_WORD = 2
+
+# Han ideographs: Extension A, the unified block, compatibility ideographs, and planes 2-3
+# (Extensions B-I and the compatibility supplement). Every character in them is a letter.
+HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+# Blocks of other scripts written without spaces; only their letters and digits count, not
+# their punctuation, symbols or combining marks.
+UNSPACED_SCRIPT_BLOCKS = (
+    (0x0E00, 0x0E7F),  # Thai
+    (0x0E80, 0x0EFF),  # Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3000, 0x303F),  # CJK Symbols and Punctuation: 々 〆 〇 count; 。、「」 do not
+    (0x3040, 0x309F),  # Hiragana
+    (0x30A0, 0x30FF),  # Katakana
+    (0x31F0, 0x31FF),  # Katakana Phonetic Extensions
+    (0xA9E0, 0xA9FF),  # Myanmar Extended-B
+    (0xAA60, 0xAA7F),  # Myanmar Extended-A
+    (0xFF65, 0xFF9F),  # Halfwidth Katakana
+    (0x1AFF0, 0x1B16F),  # Kana Extended-B, Kana Supplement, Kana Extended-A, Small Kana
+)
+
+
+def unspaced_letter_pattern() -> re.Pattern[str]:
+    """A regex matching one letter or digit of a script written without spaces."""
+    ranges = list(HAN_RANGES)
+    for first, last in UNSPACED_SCRIPT_BLOCKS:
+        for code in range(first, last + 1):
+            if not chr(code).isalnum():
+                continue
+            if ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in ranges) + "]")
+
+
+UNSPACED_LETTER = unspaced_letter_pattern()
+LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+
+
+def token_length(token: str) -> int:
+    """Words in one whitespace token: 1, unless it holds letters of a script written without
+    spaces; then ceil(those letters / CHARACTERS_PER_WORD), plus 1 if it also holds any other
+    letter or digit (as in "iPhone15を")."""
+    rest = UNSPACED_LETTER.sub("", token)
+    unspaced = len(token) - len(rest)
+    if not unspaced:
+        return 1
+    return math.ceil(unspaced / CHARACTERS_PER_WORD) + (1 if LETTER_OR_DIGIT.search(rest) else 0)
+
+
+def sentence_length(text: str) -> int:
+    """A sentence's length in words, for every script: the sum of `token_length` over its
+    whitespace tokens. Text without letters of an unspaced script (English, German, Korean,
+    Russian ...) gets exactly its number of whitespace tokens."""
+    tokens = text.split()
+    if text.isascii() or not UNSPACED_LETTER.search(text):
+        return len(tokens)
+    return sum(token_length(token) for token in tokens)
 
 
 @dataclass(frozen=True)
 class CleaningRules:
+    """What `clean_corpus` drops. Lengths are words per side as `sentence_length` counts them:
+    whitespace tokens, except that text in scripts written without spaces (Chinese, Japanese,
+    Thai, Lao, Khmer, Myanmar, Tibetan) counts one word per CHARACTERS_PER_WORD letters.
+
+    max_tokens: the most words either side may have.
+    max_length_ratio: the most the longer side's words may be, as a multiple of the shorter's.
+    """
+
     max_tokens: int = 100
     max_length_ratio: float = 3.0
     drop_src_equals_tgt: bool = False
     deduplicate: bool = True
 
 
+CR_ONLY_ADVICE = (
+    "the line endings look like CR only (classic Mac); convert them to LF, e.g. tr '\\r' '\\n'"
+)
+
+
+def cr_only_hint(*paths: Path) -> str:
+    """'; PATH: advice' for the first of `paths` whose line endings look like lone CRs, or ''."""
+    for path in paths:
+        if looks_cr_only(path):
+            return f"; {path}: {CR_ONLY_ADVICE}"
+    return ""
+
+
+def reject_merged_cr_lines(path: Path, first_line: bytes) -> None:
+    """Lines are split at LF only, so a file with CR-only line endings reads as one line
+    holding all of them: stop rather than clean it as a single sentence."""
+    if b"\r" in first_line and looks_cr_only(path):
+        raise NmtkdError(f"{path}: {CR_ONLY_ADVICE}")
+
+
 def iter_pairs(src_path: Path, tgt_path: Path) -> Iterator[tuple[bytes, bytes]]:
-    """Zip two files line by line; a line-count mismatch is an error naming both files."""
+    """Zip two files line by line; a line-count mismatch is an error naming both files, and
+    so is a file with CR-only line endings."""
     sentinel = object()
-    for src, tgt in itertools.zip_longest(
+    pairs = itertools.zip_longest(
         iter_raw_lines(src_path), iter_raw_lines(tgt_path), fillvalue=sentinel
-    ):
+    )
+    for number, (src, tgt) in enumerate(pairs):
         if src is sentinel or tgt is sentinel:
             raise NmtkdError(
                 f"line counts differ: {src_path} has {count_lines(src_path)} lines, "
-                f"{tgt_path} has {count_lines(tgt_path)} lines"
+                f"{tgt_path} has {count_lines(tgt_path)} lines{cr_only_hint(src_path, tgt_path)}"
             )
+        if number == 0:
+            reject_merged_cr_lines(src_path, src)  # type: ignore[arg-type]
+            reject_merged_cr_lines(tgt_path, tgt)  # type: ignore[arg-type]
         yield src, tgt  # type: ignore[misc]
 
 
@@ -101,7 +206,7 @@ def drop_reason(src: bytes, tgt: bytes, rules: CleaningRules) -> tuple[str | Non
     src_text, tgt_text = " ".join(src_text.split()), " ".join(tgt_text.split())
     if not src_text or not tgt_text:
         return "empty", src_text, tgt_text
-    src_len, tgt_len = len(src_text.split(" ")), len(tgt_text.split(" "))
+    src_len, tgt_len = sentence_length(src_text), sentence_length(tgt_text)
     if max(src_len, tgt_len) > rules.max_tokens:
         return "too_long", src_text, tgt_text
     if max(src_len, tgt_len) / min(src_len, tgt_len) > rules.max_length_ratio:
@@ -120,7 +225,8 @@ def clean_corpus(
     rules: CleaningRules,
     chunk_size: int = 65536,
 ) -> dict:
-    """Stream the pair of files, write the kept pairs and a JSON count per drop reason.
+    """Stream the pair of files, write the kept pairs and a JSON count per drop reason; the
+    report's "bom_stripped" lists the inputs whose UTF-8 byte-order mark was left out.
 
     Memory stays bounded by `chunk_size` pairs plus the duplicate filter's 8 bytes per pair.
     """
@@ -158,9 +264,12 @@ def clean_corpus(
         if total == 0:
             raise NmtkdError(f"{src_path}: file is empty")
         if kept == 0:
-            raise NmtkdError(f"{src_path}: cleaning dropped every line ({dict(counts)})")
+            raise NmtkdError(f"{src_path}: cleaning dropped every line ({dict(counts)})"
+                             f"{cr_only_hint(src_path, tgt_path)}")
         report = {"input": total, "kept": kept, "dropped": dict(counts),
-                  "source": str(src_path), "target": str(tgt_path)}
+                  "source": str(src_path), "target": str(tgt_path),
+                  "bom_stripped": [str(path) for path in (src_path, tgt_path)
+                                   if starts_with_bom(path)]}
         with atomic_writer(report_path) as handle:
             json.dump(report, handle, indent=2)
     return report

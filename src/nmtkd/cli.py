@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from nmtkd.errors import NmtkdError
+from nmtkd.parser import build_parser as _build_parser
+from nmtkd.parser import json_object
 
 log = logging.getLogger("nmtkd")
-
-
-def _json_arg(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
 
 
 # ---- data ------------------------------------------------------------------------------------
 def cmd_fetch(args: argparse.Namespace) -> None:
     from nmtkd.cleaning import check_parallel
     from nmtkd.importers import fetch, resolve_mirror
-    from nmtkd.textio import atomic_path
+    from nmtkd.textio import atomic_paths
 
     mirror = resolve_mirror(args.mirror)
     # Both sides appear together or not at all.
-    with atomic_path(args.out_src) as src_tmp, atomic_path(args.out_tgt) as tgt_tmp:
+    with atomic_paths([args.out_src, args.out_tgt]) as (src_tmp, tgt_tmp):
         fetch(args.src, src_tmp, args.src_sha256, mirror, "src", args.langpair)
         fetch(args.tgt, tgt_tmp, args.tgt_sha256, mirror, "tgt", args.langpair)
         count = check_parallel(src_tmp, tgt_tmp)
@@ -41,12 +32,13 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def cmd_clean(args: argparse.Namespace) -> None:
     from nmtkd.cleaning import CleaningRules, clean_corpus
+    from nmtkd.textio import atomic_paths
 
     rules = CleaningRules(max_tokens=args.max_tokens, max_length_ratio=args.max_ratio,
                           drop_src_equals_tgt=args.drop_src_equals_tgt,
                           deduplicate=not args.keep_duplicates)
-    report = clean_corpus(Path(args.src), Path(args.tgt), Path(args.out_src), Path(args.out_tgt),
-                          Path(args.report), rules)
+    with atomic_paths([args.out_src, args.out_tgt, args.report]) as outputs:
+        report = clean_corpus(Path(args.src), Path(args.tgt), *outputs, rules)
     log.info("kept %d of %d pairs; dropped %s", report["kept"], report["input"],
              report["dropped"])
 
@@ -72,8 +64,10 @@ def cmd_spm_encode(args: argparse.Namespace) -> None:
 # ---- model -----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
     from nmtkd.distributed import launched_by_torchrun
+    from nmtkd.safepaths import mark_directory
 
     if not launched_by_torchrun():
+        mark_directory(Path(args.workdir), "train")  # its state is the trainer's to clear
         from nmtkd.gpus import claim_gpus
 
         claim_gpus(args.gpus)  # before CUDA starts; torchrun's workers inherit the devices
@@ -194,6 +188,7 @@ def cmd_speed(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from nmtkd.compare import write_comparison
+    from nmtkd.textio import atomic_paths
 
     text = args.manifest
     if not text.lstrip().startswith("{"):  # a file name
@@ -202,10 +197,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
         except OSError as error:
             raise NmtkdError(f"--manifest: cannot read {args.manifest} ({error})") from None
     try:
-        manifest = _json_arg(text)
+        manifest = json_object(text)
     except argparse.ArgumentTypeError as error:
         raise NmtkdError(f"--manifest: {error}") from None
-    write_comparison(manifest, Path(args.markdown), Path(args.csv), Path(args.latex))
+    with atomic_paths([args.markdown, args.csv, args.latex]) as outputs:
+        write_comparison(manifest, *outputs)
     log.info("wrote %s, %s, %s", args.markdown, args.csv, args.latex)
 
 
@@ -227,6 +223,8 @@ def _decode_options(args: argparse.Namespace) -> Any:
 def cmd_translate(args: argparse.Namespace) -> None:
     from nmtkd.translate import translate_file
 
+    if args.nbest > 1 and not args.nbest_output:
+        raise NmtkdError("--nbest needs --nbest-output (the output file holds the 1-best only)")
     translate_file(Path(args.model), Path(args.input), Path(args.output), _decode_options(args),
                    Path(args.nbest_output) if args.nbest_output else None)
 
@@ -265,14 +263,17 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_gather(args: argparse.Namespace) -> None:
     from nmtkd.chunks import gather_files, gather_nbest
+    from nmtkd.textio import atomic_paths
 
     if args.nbest_inputs and not args.nbest_output:
         raise NmtkdError("--nbest-inputs needs --nbest-output")
     expected = Path(args.expected) if args.expected else None
-    count = gather_files([Path(p) for p in args.inputs], Path(args.output), expected)
-    if args.nbest_inputs:
-        # gather_files has already checked `count` against --expected
-        gather_nbest([Path(p) for p in args.nbest_inputs], Path(args.nbest_output), count)
+    targets = [args.output, args.nbest_output] if args.nbest_inputs else [args.output]
+    with atomic_paths(targets) as outputs:  # text and n-best appear together
+        count = gather_files([Path(p) for p in args.inputs], outputs[0], expected)
+        if args.nbest_inputs:
+            # gather_files has already checked `count` against --expected
+            gather_nbest([Path(p) for p in args.nbest_inputs], outputs[1], count)
     log.info("gathered %d lines into %s", count, args.output)
 
 
@@ -285,182 +286,44 @@ def cmd_write_config(args: argparse.Namespace) -> None:
         yaml.safe_dump(args.json, handle, sort_keys=False, allow_unicode=True)
 
 
-# ---- parser ----------------------------------------------------------------------------------
-def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--nbest", type=int, default=1, help="hypotheses per sentence")
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
-    parser.add_argument("--max-length", type=int, default=256, help="max decoding length")
-    parser.add_argument("--length-penalty", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1, help="total CPU threads")
-    parser.add_argument("--inter-threads", type=int, default=1,
-                        help="parallel batches (the rest of --threads goes to each batch)")
-    parser.add_argument("--compute-type", default="default",
-                        help="CTranslate2 compute type (default: as exported)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+HANDLERS = {
+    "fetch": cmd_fetch, "clean": cmd_clean, "spm-train": cmd_spm_train,
+    "spm-encode": cmd_spm_encode, "split": cmd_split, "gather": cmd_gather,
+    "train": cmd_train, "export": cmd_export, "corpus": cmd_corpus,
+    "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
+    "evaluate": cmd_evaluate, "agreement": cmd_agreement, "report": cmd_report,
+    "compare": cmd_compare, "write-config": cmd_write_config,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nmtkd", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return _build_parser(__doc__)
 
-    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
-        return sub
 
-    p = command("fetch", cmd_fetch,
-                "Fetch a parallel dataset (path, URL via mirror, or sacrebleu:<testset>)")
-    p.add_argument("--src", required=True, help="source location")
-    p.add_argument("--tgt", required=True, help="target location")
-    p.add_argument("--src-sha256")
-    p.add_argument("--tgt-sha256")
-    p.add_argument("--mirror", help="local mirror directory (NMTKD_DATA_MIRROR overrides)")
-    p.add_argument("--langpair", help="e.g. en-de, for sacrebleu: locations")
-    p.add_argument("--out-src", required=True)
-    p.add_argument("--out-tgt", required=True)
+def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """Outputs a command writes beside a named one."""
+    if args.command == "spm-train":
+        from nmtkd.spm import vocab_path
 
-    p = command("clean", cmd_clean, "Clean a parallel corpus (streaming) with per-reason counts")
-    p.add_argument("--src", required=True)
-    p.add_argument("--tgt", required=True)
-    p.add_argument("--out-src", required=True)
-    p.add_argument("--out-tgt", required=True)
-    p.add_argument("--report", required=True, help="JSON file with the drop counts")
-    p.add_argument("--max-tokens", type=int, default=100)
-    p.add_argument("--max-ratio", type=float, default=3.0)
-    p.add_argument("--drop-src-equals-tgt", action="store_true")
-    p.add_argument("--keep-duplicates", action="store_true")
-
-    p = command("spm-train", cmd_spm_train, "Train the joint SentencePiece (unigram) model")
-    p.add_argument("--inputs", nargs="+", required=True)
-    p.add_argument("--model", required=True, help="output .model path")
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--sample-size", type=int, default=1_000_000)
-    p.add_argument("--character-coverage", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-
-    p = command("spm-encode", cmd_spm_encode, "Encode a text file into SentencePiece pieces")
-    p.add_argument("--model", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-
-    p = command("train", cmd_train, "Train a Transformer (resumes from --workdir after a kill)")
-    p.add_argument("--train-src", required=True, help="SentencePiece-encoded source")
-    p.add_argument("--train-tgt", required=True)
-    p.add_argument("--valid-src", required=True, help="SentencePiece-encoded source")
-    p.add_argument("--valid-tgt", required=True)
-    p.add_argument("--valid-ref", required=True, help="raw validation references for BLEU")
-    p.add_argument("--spm", required=True)
-    p.add_argument("--settings", type=_json_arg, default={},
-                   help='JSON: {"model": {preset fields}, "training": {trainer fields}}')
-    p.add_argument("--workdir", required=True, help="resumable state and checkpoints")
-    p.add_argument("--output", required=True, help="final model checkpoint")
-    p.add_argument("--summary", required=True, help="JSON training summary")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads in all (split over "
-                   "processes)")
-    p.add_argument("--nproc-per-node", type=int, default=1,
-                   help="data-parallel processes (torchrun + DDP): one per GPU, or CPU workers")
-    p.add_argument("--init", help="start from this model checkpoint (fine-tuning)")
-    p.add_argument("--gpus", type=int, default=0,
-                   help="GPUs this job may use: claims free ones (file locks) unless the "
-                   "scheduler already restricted CUDA_VISIBLE_DEVICES")
-
-    p = command("export", cmd_export, "Export a checkpoint to a CTranslate2 model directory")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--spm", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--quantization", default="float32")
-
-    p = command("translate", cmd_translate, "Translate a file with CTranslate2 beam search")
-    p.add_argument("--model", required=True, help="CTranslate2 model directory")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--nbest-output", help="TSV: sentence id, rank, score, text")
-    _add_decode_arguments(p)
-
-    p = command("evaluate", cmd_evaluate, "Score hypotheses with sacreBLEU (BLEU, chrF, TER)")
-    p.add_argument("--hypotheses", required=True)
-    p.add_argument("--references", required=True)
-    p.add_argument("--output", required=True, help="JSON result")
-    p.add_argument("--model-name", required=True)
-    p.add_argument("--testset", required=True)
-    p.add_argument("--metadata", type=_json_arg, help="extra JSON fields for the result")
-
-    p = command("report", cmd_report, "Write the Markdown table of evaluation results")
-    p.add_argument("--inputs", nargs="+", required=True)
-    p.add_argument("--output", required=True)
-
-    p = command("select", cmd_select,
-                "Seq-Inter: pick from each n-best list the candidate closest to the reference")
-    p.add_argument("--nbest", required=True, help="TSV from translate --nbest-output")
-    p.add_argument("--references", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--metric", default="bleu", choices=["bleu", "chrf"])
-
-    p = command("split", cmd_split, "Split a text file into contiguous chunks (scatter)")
-    p.add_argument("--input", required=True)
-    p.add_argument("--outputs", nargs="+", required=True)
-
-    p = command("gather", cmd_gather, "Concatenate chunk outputs in order (gather)")
-    p.add_argument("--inputs", nargs="+", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--expected", help="file whose line count the output must have")
-    p.add_argument("--nbest-inputs", nargs="*", default=[])
-    p.add_argument("--nbest-output")
-
-    p = command("corpus", cmd_corpus, "Build a student's training corpus from gold and "
-                "distilled targets (concatenated in the order given), SentencePiece-encoded")
-    p.add_argument("--parts", nargs="+", required=True,
-                   help="gold, seqkd, seqinter, best2 (in this order in the output)")
-    p.add_argument("--source", required=True, help="the cleaned training source")
-    p.add_argument("--gold", help="the cleaned training target")
-    p.add_argument("--seqkd", help="the teacher's top hypotheses")
-    p.add_argument("--seqinter", help="the Seq-Inter selection")
-    p.add_argument("--nbest", help="the teacher's n-best TSV")
-    p.add_argument("--spm", required=True)
-    p.add_argument("--out-src", required=True)
-    p.add_argument("--out-tgt", required=True)
-
-    p = command("agreement", cmd_agreement, "Top-1 Agreement with the teacher and reference "
-                "perplexity, teacher-forced on a test set")
-    p.add_argument("--model", required=True, help="torch checkpoint")
-    p.add_argument("--teacher", required=True, help="torch checkpoint")
-    p.add_argument("--spm", required=True)
-    p.add_argument("--src", required=True)
-    p.add_argument("--ref", required=True)
-    p.add_argument("--output", required=True, help="JSON result")
-    p.add_argument("--threads", type=int, default=0)
-
-    p = command("speed", cmd_speed, "Measure CTranslate2 decoding speed on a file")
-    p.add_argument("--model", required=True, help="CTranslate2 model directory")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True, help="JSON result")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs; the fastest counts")
-    _add_decode_arguments(p)
-
-    p = command("compare", cmd_compare, "Write the comparison tables (Markdown, CSV, LaTeX)")
-    p.add_argument("--manifest", required=True, help="JSON (or a JSON file) naming each "
-                   "model's result files")
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--csv", required=True)
-    p.add_argument("--latex", required=True)
-
-    p = command("write-config", cmd_write_config, "Save a resolved config (JSON in) as YAML")
-    p.add_argument("--json", type=_json_arg, required=True)
-    p.add_argument("--output", required=True)
-    return parser
+        return {"--model's .vocab": vocab_path(Path(args.model))}
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nmtkd.pathargs import check_paths
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.handler(args)
+        check_paths(args, derived_outputs(args))
+        HANDLERS[args.command](args)
     except NmtkdError as error:
         print(f"nmtkd {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file system refusal met during the work: still one line
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"nmtkd {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     return 0
 

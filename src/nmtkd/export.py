@@ -13,8 +13,9 @@ from ctranslate2.specs import TransformerSpec, common_spec
 from nmtkd.checkpoint import load_model
 from nmtkd.errors import NmtkdError
 from nmtkd.model import LAYER_NORM_EPS, MultiHeadAttention, Transformer
+from nmtkd.pathargs import legacy_export
+from nmtkd.safepaths import atomic_path
 from nmtkd.spm import BOS, EOS, UNK, Tokenizer
-from nmtkd.textio import atomic_path
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16")
 
@@ -97,7 +98,7 @@ def export_model(checkpoint_path: Path, spm_model: Path, output_dir: Path,
     spec.register_target_vocabulary(vocabulary)
     spec.validate()
     spec.optimize(quantization=None if quantization == "float32" else quantization)
-    with atomic_path(output_dir) as tmp:
+    with atomic_path(output_dir, directory=True, owner="export", legacy=legacy_export) as tmp:
         tmp.mkdir()
         spec.save(str(tmp))
         shutil.copyfile(spm_model, tmp / "spm.model")

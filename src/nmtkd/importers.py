@@ -8,15 +8,18 @@ A location is one of
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
 import shutil
 import urllib.parse
 import urllib.request
+import zlib
 from pathlib import Path
 
 from nmtkd.errors import NmtkdError
+from nmtkd.safepaths import temporary_folder
 from nmtkd.textio import atomic_path, open_binary
 
 MIRROR_ENV = "NMTKD_DATA_MIRROR"
@@ -90,7 +93,11 @@ def fetch_sacrebleu(location: str, side: str, langpair: str | None, out: Path) -
 
 def _copy_decompressed(source: Path, out: Path) -> None:
     with atomic_path(out) as tmp, open_binary(source) as reader, tmp.open("wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
+        try:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise NmtkdError(f"{source}: corrupt or truncated compressed file "
+                             f"({error})") from None
 
 
 def _download(url: str, target: Path) -> None:
@@ -124,7 +131,8 @@ def fetch(
             check_sha256(candidate, sha256, str(candidate))
             _copy_decompressed(candidate, out)
             return
-        with atomic_path(out.with_name(out.name + ".download")) as tmp:
+        with temporary_folder(out) as folder:
+            tmp = folder / name
             _download(location, tmp)
             check_sha256(tmp, sha256, location)
             _copy_decompressed(tmp, out)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 
 from nmtkd.errors import NmtkdError
-from nmtkd.textio import iter_lines
+from nmtkd.textio import atomic_paths, iter_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -43,9 +42,9 @@ def train_spm(
     lines = [line for line in sample_lines(inputs, sample_size, seed) if line.strip()]
     if not lines:
         raise NmtkdError(f"{', '.join(map(str, inputs))}: no text to train SentencePiece on")
-    model_out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".spm.", dir=model_out.parent) as tmp:
-        prefix = Path(tmp) / "spm"
+    # model and vocabulary appear together or not at all
+    with atomic_paths([model_out, vocab_path(model_out)]) as (model_tmp, vocab_tmp):
+        prefix = model_tmp.parent / "sentencepiece-training"
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(lines), model_prefix=str(prefix),
@@ -58,9 +57,8 @@ def train_spm(
             )
         except RuntimeError as error:
             raise NmtkdError(f"SentencePiece training failed: {error}") from None
-        # the .model file is the declared output: it is moved last
-        os.replace(prefix.with_suffix(".vocab"), vocab_path(model_out))
-        os.replace(prefix.with_suffix(".model"), model_out)
+        os.replace(prefix.with_suffix(".vocab"), vocab_tmp)
+        os.replace(prefix.with_suffix(".model"), model_tmp)
 
 
 def vocab_path(model_path: Path) -> Path:

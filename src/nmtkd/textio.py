@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from nmtkd.errors import NmtkdError
+from nmtkd.safepaths import atomic_path, atomic_paths
+
+__all__ = ["atomic_path", "atomic_paths", "atomic_writer", "iter_lines", "read_lines"]
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -27,11 +27,38 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def iter_raw_lines(path: str | Path) -> Iterator[bytes]:
-    """Yield each line as bytes without its line ending (streaming, constant memory)."""
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def starts_with_bom(path: str | Path) -> bool:
+    """Whether the (decompressed) file starts with a UTF-8 byte-order mark."""
     with open_binary(path) as handle:
         try:
-            for line in handle:
+            return handle.read(len(UTF8_BOM)) == UTF8_BOM
+        except (EOFError, OSError, zlib.error) as error:
+            raise NmtkdError(f"{path}: corrupt or truncated compressed file ({error})") from None
+
+
+def looks_cr_only(path: str | Path, probe_bytes: int = 1 << 16) -> bool:
+    """Whether the file's line endings look like lone CRs (classic Mac): its first
+    `probe_bytes` hold a CR but no LF."""
+    with open_binary(path) as handle:
+        try:
+            head = handle.read(probe_bytes)
+        except (EOFError, OSError, zlib.error):
+            return False
+    return b"\r" in head and b"\n" not in head
+
+
+def iter_raw_lines(path: str | Path) -> Iterator[bytes]:
+    """Yield each line as bytes without its line ending (streaming, constant memory).
+
+    A UTF-8 byte-order mark at the start of the file is not part of the first line."""
+    with open_binary(path) as handle:
+        try:
+            for number, line in enumerate(handle):
+                if number == 0 and line.startswith(UTF8_BOM):
+                    line = line[len(UTF8_BOM):]
                 yield line.rstrip(b"\r\n")
         except (EOFError, OSError, zlib.error) as error:
             raise NmtkdError(f"{path}: corrupt or truncated compressed file ({error})") from None
@@ -53,33 +80,6 @@ def read_lines(path: str | Path) -> list[str]:
 
 def count_lines(path: str | Path) -> int:
     return sum(1 for _ in iter_raw_lines(path))
-
-
-def require_nonempty(path: str | Path) -> None:
-    path = Path(path)
-    if not path.is_file():
-        raise NmtkdError(f"{path}: file not found")
-    if count_lines(path) == 0:
-        raise NmtkdError(f"{path}: file is empty")
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; move it into place only if the block succeeds.
-
-    Works for files and directories. On any error the temporary is removed, so a failed
-    step leaves neither a partial file nor a stale one in place of the target.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
-    try:
-        yield tmp
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from nmtkd.errors import NmtkdError
 from nmtkd.losses import TrainingLoss, build_loss, prepare_loss, token_nll
 from nmtkd.model import ModelConfig, Transformer, count_parameters
 from nmtkd.spm import Tokenizer
-from nmtkd.textio import atomic_writer
+from nmtkd.textio import atomic_paths, atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -507,9 +507,9 @@ class Trainer:
             "processes": self.context.world,
             "train_pairs": len(self.train),
         }
-        checkpoint.save_model(model_path, model, {"training": summary})
-        with atomic_writer(summary_path) as handle:
-            json.dump(summary, handle, indent=2)
+        with atomic_paths([model_path, summary_path]) as (model_tmp, summary_tmp):
+            checkpoint.save_model(model_tmp, model, {"training": summary})
+            summary_tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         return summary
 
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from nmtkd.errors import NmtkdError
 from nmtkd.spm import Tokenizer
-from nmtkd.textio import atomic_writer, read_lines
+from nmtkd.textio import atomic_paths, read_lines
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,11 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise NmtkdError(f"beam size must be >= 1, got {self.beam_size}")
-        if self.nbest < 1:
-            raise NmtkdError(f"n-best must be >= 1, got {self.nbest}")
+        labels = {"nbest": "n-best", "batch_size": "batch size", "max_length": "max length",
+                  "threads": "threads", "inter_threads": "inter threads"}
+        for name, label in labels.items():
+            if getattr(self, name) < 1:
+                raise NmtkdError(f"{label} must be >= 1, got {getattr(self, name)}")
 
 
 def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate2.Translator,
@@ -87,13 +90,18 @@ def translate_file(model_dir: Path, input_path: Path, output_path: Path, options
     else:
         nbest = options.nbest if nbest_path is not None else 1
         best = hyps = translate_lines(translator, tokenizer, lines, replace(options, nbest=nbest))
-    with atomic_writer(output_path) as handle:
-        for texts in best.texts:
-            handle.write(texts[0] + "\n")
-    if nbest_path is not None:
-        with atomic_writer(nbest_path) as handle:
-            for sentence, (texts, scores) in enumerate(zip(hyps.texts, hyps.scores,
-                                                           strict=True)):
-                for rank, (text, score) in enumerate(zip(texts, scores, strict=True)):
-                    handle.write(f"{sentence}\t{rank}\t{score:.6f}\t{text}\n")
+    targets = [output_path] if nbest_path is None else [output_path, nbest_path]
+    with atomic_paths(targets) as temporaries:  # text and n-best appear together
+        with temporaries[0].open("w", encoding="utf-8") as handle:
+            for texts in best.texts:
+                handle.write(texts[0] + "\n")
+        if nbest_path is not None:
+            write_nbest(temporaries[1], hyps)
     return hyps
+
+
+def write_nbest(path: Path, hyps: Hypotheses) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for sentence, (texts, scores) in enumerate(zip(hyps.texts, hyps.scores, strict=True)):
+            for rank, (text, score) in enumerate(zip(texts, scores, strict=True)):
+                handle.write(f"{sentence}\t{rank}\t{score:.6f}\t{text}\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 from nmtkd.errors import NmtkdError
 from nmtkd.selection import read_nbest
 from nmtkd.spm import Tokenizer
-from nmtkd.textio import atomic_path, read_lines
+from nmtkd.textio import atomic_paths, read_lines
 
 # part name -> what it pairs with each training source
 PARTS = {
@@ -57,7 +57,7 @@ def build_corpus(parts: list[str], source: Path, files: dict[str, Path], tokeniz
     sources = read_lines(source)
     encoded_sources = [" ".join(p) for p in tokenizer.encode_pieces(sources)]
     pairs = 0
-    with atomic_path(out_src) as src_tmp, atomic_path(out_tgt) as tgt_tmp, \
+    with atomic_paths([out_src, out_tgt]) as (src_tmp, tgt_tmp), \
             open(src_tmp, "w", encoding="utf-8") as src_out, \
             open(tgt_tmp, "w", encoding="utf-8") as tgt_out:
         for part in parts:

@@ -1,0 +1,222 @@
+"""The `nmtkd` argument parser: one sub-command per pipeline step, path arguments with roles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+from nmtkd.pathargs import INPUT, OUTPUT, OUTPUT_DIR, STATE_DIR, add_path
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line (the README promises one-line errors), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _decode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--beam-size", type=positive_int, default=5)
+    parser.add_argument("--nbest", type=positive_int, default=1, help="hypotheses per sentence")
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="sentences per batch")
+    parser.add_argument("--max-length", type=positive_int, default=256,
+                        help="max decoding length")
+    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument("--threads", type=positive_int, default=1, help="total CPU threads")
+    parser.add_argument("--inter-threads", type=positive_int, default=1,
+                        help="parallel batches (the rest of --threads goes to each batch)")
+    parser.add_argument("--compute-type", default="default",
+                        help="CTranslate2 compute type (default: as exported)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+
+
+def _data_commands(command) -> None:
+    p = command("fetch", "Fetch a parallel dataset (path, URL via mirror, or "
+                "sacrebleu:<testset>)")
+    add_path(p, "--src", INPUT, required=True, help="source location")
+    add_path(p, "--tgt", INPUT, required=True, help="target location")
+    p.add_argument("--src-sha256")
+    p.add_argument("--tgt-sha256")
+    p.add_argument("--mirror", help="local mirror directory (NMTKD_DATA_MIRROR overrides)")
+    p.add_argument("--langpair", help="e.g. en-de, for sacrebleu: locations")
+    add_path(p, "--out-src", OUTPUT, required=True)
+    add_path(p, "--out-tgt", OUTPUT, required=True)
+
+    p = command("clean", "Clean a parallel corpus (streaming) with per-reason counts")
+    add_path(p, "--src", INPUT, required=True)
+    add_path(p, "--tgt", INPUT, required=True)
+    add_path(p, "--out-src", OUTPUT, required=True)
+    add_path(p, "--out-tgt", OUTPUT, required=True)
+    add_path(p, "--report", OUTPUT, required=True, help="JSON file with the drop counts")
+    p.add_argument("--max-tokens", type=positive_int, default=100)
+    p.add_argument("--max-ratio", type=float, default=3.0)
+    p.add_argument("--drop-src-equals-tgt", action="store_true")
+    p.add_argument("--keep-duplicates", action="store_true")
+
+    p = command("spm-train", "Train the joint SentencePiece (unigram) model")
+    add_path(p, "--inputs", INPUT, nargs="+", required=True)
+    add_path(p, "--model", OUTPUT, required=True,
+             help="output .model path (the .vocab is written beside it)")
+    p.add_argument("--vocab-size", type=positive_int, default=8000)
+    p.add_argument("--sample-size", type=positive_int, default=1_000_000)
+    p.add_argument("--character-coverage", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
+
+    p = command("spm-encode", "Encode a text file into SentencePiece pieces")
+    add_path(p, "--model", INPUT, required=True)
+    add_path(p, "--input", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True)
+
+    p = command("split", "Split a text file into contiguous chunks (scatter)")
+    add_path(p, "--input", INPUT, required=True)
+    add_path(p, "--outputs", OUTPUT, nargs="+", required=True)
+
+    p = command("gather", "Concatenate chunk outputs in order (gather)")
+    add_path(p, "--inputs", INPUT, nargs="+", required=True)
+    add_path(p, "--output", OUTPUT, required=True)
+    add_path(p, "--expected", INPUT, help="file whose line count the output must have")
+    add_path(p, "--nbest-inputs", INPUT, nargs="*", default=[])
+    add_path(p, "--nbest-output", OUTPUT)
+
+
+def _train_command(command) -> None:
+    p = command("train", "Train a Transformer (resumes from --workdir after a kill)")
+    add_path(p, "--train-src", INPUT, required=True, help="SentencePiece-encoded source")
+    add_path(p, "--train-tgt", INPUT, required=True)
+    add_path(p, "--valid-src", INPUT, required=True, help="SentencePiece-encoded source")
+    add_path(p, "--valid-tgt", INPUT, required=True)
+    add_path(p, "--valid-ref", INPUT, required=True, help="raw validation references for BLEU")
+    add_path(p, "--spm", INPUT, required=True)
+    p.add_argument("--settings", type=json_object, default={},
+                   help='JSON: {"model": {preset fields}, "training": {trainer fields}}')
+    add_path(p, "--workdir", STATE_DIR, required=True,
+             help="resumable state and checkpoints (a new or empty folder, or an earlier "
+             "--workdir of nmtkd train)")
+    add_path(p, "--output", OUTPUT, required=True, help="final model checkpoint")
+    add_path(p, "--summary", OUTPUT, required=True, help="JSON training summary")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads in all (split over "
+                   "processes)")
+    p.add_argument("--nproc-per-node", type=positive_int, default=1,
+                   help="data-parallel processes (torchrun + DDP): one per GPU, or CPU workers")
+    add_path(p, "--init", INPUT, help="start from this model checkpoint (fine-tuning)")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="GPUs this job may use: claims free ones (file locks) unless the "
+                   "scheduler already restricted CUDA_VISIBLE_DEVICES")
+
+    p = command("export", "Export a checkpoint to a CTranslate2 model directory")
+    add_path(p, "--checkpoint", INPUT, required=True)
+    add_path(p, "--spm", INPUT, required=True)
+    add_path(p, "--output", OUTPUT_DIR, required=True,
+             help="model directory (replaces only an earlier export)")
+    p.add_argument("--quantization", default="float32")
+
+    p = command("corpus", "Build a student's training corpus from gold and distilled targets "
+                "(concatenated in the order given), SentencePiece-encoded")
+    p.add_argument("--parts", nargs="+", required=True,
+                   help="gold, seqkd, seqinter, best2 (in this order in the output)")
+    add_path(p, "--source", INPUT, required=True, help="the cleaned training source")
+    add_path(p, "--gold", INPUT, help="the cleaned training target")
+    add_path(p, "--seqkd", INPUT, help="the teacher's top hypotheses")
+    add_path(p, "--seqinter", INPUT, help="the Seq-Inter selection")
+    add_path(p, "--nbest", INPUT, help="the teacher's n-best TSV")
+    add_path(p, "--spm", INPUT, required=True)
+    add_path(p, "--out-src", OUTPUT, required=True)
+    add_path(p, "--out-tgt", OUTPUT, required=True)
+
+
+def _decode_commands(command) -> None:
+    p = command("translate", "Translate a file with CTranslate2 beam search")
+    add_path(p, "--model", INPUT, required=True, help="CTranslate2 model directory")
+    add_path(p, "--input", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True)
+    add_path(p, "--nbest-output", OUTPUT, help="TSV: sentence id, rank, score, text "
+             "(required with --nbest > 1)")
+    _decode_arguments(p)
+
+    p = command("select", "Seq-Inter: pick from each n-best list the candidate closest to "
+                "the reference")
+    add_path(p, "--nbest", INPUT, required=True, help="TSV from translate --nbest-output")
+    add_path(p, "--references", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True)
+    p.add_argument("--metric", default="bleu", choices=["bleu", "chrf"])
+
+    p = command("speed", "Measure CTranslate2 decoding speed on a file")
+    add_path(p, "--model", INPUT, required=True, help="CTranslate2 model directory")
+    add_path(p, "--input", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True, help="JSON result")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="timed runs; the fastest counts")
+    _decode_arguments(p)
+
+
+def _report_commands(command) -> None:
+    p = command("evaluate", "Score hypotheses with sacreBLEU (BLEU, chrF, TER)")
+    add_path(p, "--hypotheses", INPUT, required=True)
+    add_path(p, "--references", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True, help="JSON result")
+    p.add_argument("--model-name", required=True)
+    p.add_argument("--testset", required=True)
+    p.add_argument("--metadata", type=json_object, help="extra JSON fields for the result")
+
+    p = command("agreement", "Top-1 Agreement with the teacher and reference perplexity, "
+                "teacher-forced on a test set")
+    add_path(p, "--model", INPUT, required=True, help="torch checkpoint")
+    add_path(p, "--teacher", INPUT, required=True, help="torch checkpoint")
+    add_path(p, "--spm", INPUT, required=True)
+    add_path(p, "--src", INPUT, required=True)
+    add_path(p, "--ref", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True, help="JSON result")
+    p.add_argument("--threads", type=int, default=0)
+
+    p = command("report", "Write the Markdown table of evaluation results")
+    add_path(p, "--inputs", INPUT, nargs="+", required=True)
+    add_path(p, "--output", OUTPUT, required=True)
+
+    p = command("compare", "Write the comparison tables (Markdown, CSV, LaTeX)")
+    p.add_argument("--manifest", required=True, help="JSON (or a JSON file) naming each "
+                   "model's result files")
+    add_path(p, "--markdown", OUTPUT, required=True)
+    add_path(p, "--csv", OUTPUT, required=True)
+    add_path(p, "--latex", OUTPUT, required=True)
+
+    p = command("write-config", "Save a resolved config (JSON in) as YAML")
+    p.add_argument("--json", type=json_object, required=True)
+    add_path(p, "--output", OUTPUT, required=True)
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="nmtkd", description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text)
+
+    for group in (_data_commands, _train_command, _decode_commands, _report_commands):
+        group(command)
+    return parser

@@ -1,0 +1,226 @@
+"""Safe outputs: a command replaces only what it wrote itself, and all its files at once.
+
+Rules every command follows (see the README's "Safety" section):
+  * a file output replaces only a file (or a symlink); an existing directory is refused;
+  * a directory output replaces only an empty directory or one that this same command wrote
+    before (it carries a marker file naming the command); anything else is refused;
+  * outputs are checked up front, before any work: distinct from each other and from every
+    input (resolved paths), no input inside an output directory, and the folder writable;
+  * a command's outputs appear together or not at all (rolled back if one fails to move);
+  * temporaries left beside an output by a killed run are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from nmtkd.errors import NmtkdError
+
+MARKER = ".nmtkd-output"  # inside every directory a command writes; holds the command's name
+TMP_TAG = "nmtkd-tmp"
+
+
+def _marker_owner(directory: Path) -> str | None:
+    marker = directory / MARKER
+    if not marker.is_file():
+        return None
+    return marker.read_text(encoding="utf-8", errors="replace").strip()
+
+
+def check_output_kind(target: Path, directory: bool = False, owner: str | None = None,
+                      legacy: Callable[[Path], bool] | None = None) -> None:
+    """Refuse to replace anything but the same kind of output written by the same command.
+
+    `legacy` recognises a directory that this command wrote before markers existed."""
+    target = Path(target)
+    if not directory:
+        if target.is_dir() and not target.is_symlink():
+            raise NmtkdError(f"{target}: is a directory; refusing to replace it with a file")
+        if target.exists() and not (target.is_file() or target.is_symlink()):
+            raise NmtkdError(f"{target}: not a regular file; refusing to replace it")
+        return
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise NmtkdError(f"{target}: exists and is not a directory; refusing to replace it")
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    found = _marker_owner(target)
+    if found == owner or (found is None and legacy is not None and legacy(target)):
+        return
+    writer = f"written by 'nmtkd {found}'" if found else "not written by nmtkd"
+    raise NmtkdError(f"{target}: existing directory {writer}; refusing to replace it "
+                     f"(only an earlier output of 'nmtkd {owner}' is replaced)")
+
+
+def check_writable_parent(target: Path) -> None:
+    """Create the output's folder and prove it writable, so that a bad path fails before any
+    work rather than after it."""
+    target = Path(target)
+    for ancestor in target.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise NmtkdError(f"{target}: cannot create it: {ancestor} is not a directory")
+            break
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{TMP_TAG}-probe-", dir=target.parent))
+    except OSError as error:
+        raise NmtkdError(f"{target}: cannot write into {target.parent} "
+                         f"({error.strerror or error})") from None
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path],
+                   directories: Sequence[str] = ()) -> None:
+    """Outputs must differ from each other and from the inputs (as resolved paths); no input
+    may lie inside a directory output, which is replaced whole."""
+    seen: dict[Path, str] = {}
+    for name, path in outputs.items():
+        real = _resolved(path)
+        if real in seen:
+            raise NmtkdError(f"{seen[real]} and {name} name the same file ({path})")
+        seen[real] = name
+    for in_name, in_path in inputs.items():
+        real_input = _resolved(in_path)
+        for out_name, out_path in outputs.items():
+            real_output = _resolved(out_path)
+            if real_input == real_output:
+                raise NmtkdError(f"{out_name} and {in_name} name the same file ({in_path}); "
+                                 "an output may not overwrite an input")
+            if out_name in directories and real_output in real_input.parents:
+                raise NmtkdError(f"{in_name} ({in_path}) lies inside {out_name} ({out_path}), "
+                                 "which is replaced whole")
+
+
+def _temporary_name(target: Path) -> str:
+    return f".{target.name}.{TMP_TAG}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive_here(name: str, target: Path) -> bool:
+    """Whether a temporary belongs to a process still running on this host."""
+    match = re.fullmatch(re.escape(f".{target.name}.{TMP_TAG}.") + r"(.+)\.(\d+)\.[^.]+", name)
+    if not match or match.group(1) != socket.gethostname():
+        return False
+    pid = int(match.group(2))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _legacy_temporary(entry: Path, target: Path) -> bool:
+    """A temporary folder of an older nmtkd: `.<name>.XXXXXXXX/` holding at most `<name>`."""
+    if not re.fullmatch(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}", entry.name):
+        return False
+    return entry.is_dir() and all(child.name == target.name for child in entry.iterdir())
+
+
+def sweep_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries that killed runs of this output left beside it."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    prefix = f".{target.name}.{TMP_TAG}."
+    for entry in target.parent.iterdir():
+        ours = entry.name.startswith(prefix) and not _alive_here(entry.name, target)
+        if ours or _legacy_temporary(entry, target):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _commit(moves: list[tuple[Path, Path]], backups: list[Path]) -> None:
+    """Move each temporary onto its target; on a failure put every old target back."""
+    done: list[int] = []
+    try:
+        for index, ((tmp, target), backup) in enumerate(zip(moves, backups, strict=True)):
+            if os.path.lexists(target):
+                os.replace(target, backup)
+            done.append(index)
+            os.replace(tmp, target)
+    except OSError:
+        for index in reversed(done):
+            (tmp, target), backup = moves[index], backups[index]
+            if os.path.lexists(backup):
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target, ignore_errors=True)
+                os.replace(backup, target)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_paths(targets: Sequence[str | Path], directory: bool = False,
+                 owner: str | None = None,
+                 legacy: Callable[[Path], bool] | None = None) -> Iterator[list[Path]]:
+    """Yield one temporary path per target; move them all into place only if the block
+    succeeds. With `directory`, each temporary is to be created as a directory, which gets the
+    marker naming `owner`. On any error the temporaries are removed and targets untouched."""
+    targets = [Path(t) for t in targets]
+    for target in targets:
+        check_output_kind(target, directory, owner, legacy)
+    folders: list[Path] = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sweep_stale_temporaries(target)
+            folders.append(Path(tempfile.mkdtemp(prefix=_temporary_name(target),
+                                                 dir=target.parent)))
+        pairs = list(zip(folders, targets, strict=True))
+        temporaries = [folder / target.name for folder, target in pairs]
+        yield temporaries
+        for target in targets:  # the block may have run long: check again before replacing
+            check_output_kind(target, directory, owner, legacy)
+        if directory:
+            for tmp in temporaries:
+                (tmp / MARKER).write_text(f"{owner}\n", encoding="utf-8")
+        _commit(list(zip(temporaries, targets, strict=True)),
+                [folder / f"{target.name}.previous" for folder, target in pairs])
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, directory: bool = False, owner: str | None = None,
+                legacy: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """`atomic_paths` for a single output."""
+    with atomic_paths([target], directory, owner, legacy) as (tmp,):
+        yield tmp
+
+
+def mark_directory(directory: Path, owner: str) -> None:
+    """Create a state directory (checked by `check_output_kind`) and mark it as `owner`'s."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if _marker_owner(directory) != owner:
+        (directory / MARKER).write_text(f"{owner}\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def temporary_folder(target: str | Path) -> Iterator[Path]:
+    """A scratch folder beside `target`, removed afterwards (and by the next run if killed)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(target)
+    folder = Path(tempfile.mkdtemp(prefix=_temporary_name(target), dir=target.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
