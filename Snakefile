@@ -5,7 +5,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml, then any --configfile on top (read and checked in rules/common.smk)
+include: "rules/common.smk"
 
 
 # the number of parallel decoding jobs that distil the training set
@@ -13,7 +14,6 @@ scattergather:
     distill=config.get("distill", {}).get("chunks", 4),
 
 
-include: "rules/common.smk"
 include: "rules/config.smk"
 include: "rules/data.smk"
 include: "rules/spm.smk"

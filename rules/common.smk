@@ -2,30 +2,52 @@
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+from nmtkd.configfiles import (check_experiment_name, deep_merge, merge_config_files,
+                               schema_error)
+from nmtkd.errors import NmtkdError
 from nmtkd.losses import LOSSES
 from nmtkd.variants import PARTS as CORPUS_PARTS
 
+SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
 
-validate(config, schema="../schemas/config.schema.yaml")
+
+def stop(message):
+    """A config problem: one line, no traceback, nothing run."""
+    print(message, file=sys.stderr)
+    sys.exit(1)
 
 
 def config_error(key, message):
-    raise ValueError(f"config error at {key}: {message}")
+    stop(f"config error at {key}: {message}")
 
 
-def deep_merge(base, override):
-    """`override` on top of `base`, recursively for nested mappings."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def load_config():
+    """config.yaml with each --configfile on top (a file that sets `data` owns it), then
+    --config values; checked against the schema, which fills in the defaults."""
+    default = "config.yaml" if Path("config.yaml").exists() else None
+    files = list(workflow.overwrite_configfiles)
+    if default is None and not files:
+        stop("no config.yaml in the working directory and no --configfile given")
+    try:
+        resolved = merge_config_files(default or files.pop(0), files,
+                                      workflow.config_settings.config)
+        check_experiment_name(resolved)
+    except NmtkdError as error:
+        stop(str(error))
+    problem = schema_error(resolved, SCHEMA)
+    if problem:
+        stop(problem)
+    config.clear()
+    config.update(resolved)
+    validate(config, schema=str(SCHEMA))
+
+
+load_config()
 
 
 def merged_training(model):
@@ -106,9 +128,17 @@ def resolve_loss(spec):
 
 
 def student_training(entry):
+    """A student's trainer settings. Its loss: `loss:`, else its own `training.loss`, else the
+    name of the global `training.loss`; the `losses` defaults go under each of them, so a
+    student without `loss:` trains exactly like one with `loss: nll`."""
     training = deep_merge(config["training"], entry.get("training", {}))
     if "loss" in entry:
-        training["loss"] = resolve_loss(entry["loss"])
+        spec = entry["loss"]
+    elif "loss" in entry.get("training", {}):
+        spec = training["loss"]
+    else:
+        spec = training["loss"]["name"]
+    training["loss"] = resolve_loss(spec)
     return training
 
 
@@ -163,7 +193,10 @@ def check_students():
                          "teacher.existing gives only a CTranslate2 model")
         init = entry.get("init")
         if init is not None:
-            if init not in names or init == name:
+            if init == name:
+                config_error(f"{key}.init", f"{name!r} cannot initialise from itself; name "
+                             "another student to fine-tune")
+            if init not in names:
                 config_error(f"{key}.init", f"unknown init checkpoint {init!r}: it must name "
                              f"another student (known: {', '.join(n for n in names if n != name)})")
             if student_entry(names.index(init))["preset"] != entry["preset"]:
@@ -256,6 +289,15 @@ def check_teacher_losses():
             config_error(f"{key}.loss.name", f"{name!r} needs the teacher's torch checkpoint, "
                          "but teacher.existing gives only a CTranslate2 model; add "
                          "teacher.existing.checkpoint and .spm")
+    if "checkpoint" in EXISTING or TEACHER_IS_CT2_ONLY:
+        return  # an existing teacher is not trained
+    own = "loss" in config["teacher"].get("training", {})
+    key = "teacher.training.loss" if own else "training.loss"
+    loss = merged_training("teacher")["loss"]
+    if loss.get("name") in TEACHER_LOSSES:
+        config_error(f"{key}.name", f"the teacher cannot train with {loss['name']!r}: that "
+                     "loss distils from a teacher (use nll)")
+    check_loss_parameters(key, loss, config["teacher"]["preset"])
 
 
 check_teacher_losses()

@@ -13,4 +13,4 @@ rule save_config:
         mem_mb=500,
         runtime=5,
     shell:
-        "nmtkd write-config --json {params.config} --output {output} > {log} 2>&1"
+        "nmtkd write-config --json {params.config} --output {output:q} > {log:q} 2>&1"

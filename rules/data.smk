@@ -14,7 +14,7 @@ rule fetch_dataset:
         mem_mb=1000,
         runtime=30,
     shell:
-        "nmtkd fetch {params.args} --out-src {output.src} --out-tgt {output.tgt} > {log} 2>&1"
+        "nmtkd fetch {params.args} --out-src {output.src:q} --out-tgt {output.tgt:q} > {log:q} 2>&1"
 
 
 rule clean_train:
@@ -38,6 +38,6 @@ rule clean_train:
         mem_mb=2000,
         runtime=60,
     shell:
-        "nmtkd clean --src {input.src} --tgt {input.tgt} --out-src {output.src}"
-        " --out-tgt {output.tgt} --report {output.report} --max-tokens {params.max_tokens}"
-        " --max-ratio {params.max_ratio} {params.flags} > {log} 2>&1"
+        "nmtkd clean --src {input.src:q} --tgt {input.tgt:q} --out-src {output.src:q}"
+        " --out-tgt {output.tgt:q} --report {output.report:q} --max-tokens {params.max_tokens}"
+        " --max-ratio {params.max_ratio} {params.flags} > {log:q} 2>&1"

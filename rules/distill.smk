@@ -15,7 +15,7 @@ rule split_distill_source:
         mem_mb=1000,
         runtime=10,
     shell:
-        "nmtkd split --input {input} --outputs {output} > {log} 2>&1"
+        "nmtkd split --input {input:q} --outputs {output:q} > {log:q} 2>&1"
 
 
 rule distill_chunk:
@@ -41,10 +41,10 @@ rule distill_chunk:
         mem_mb=default_resource("mem_mb"),
         runtime=default_resource("runtime"),
     shell:
-        "nmtkd translate --model {input.model} --input {input.src} --output {output.best}"
-        " --nbest-output {output.nbest} --beam-size {params.beam} --nbest {params.nbest}"
+        "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output.best:q}"
+        " --nbest-output {output.nbest:q} --beam-size {params.beam} --nbest {params.nbest}"
         " --batch-size {params.batch_size} --max-length {params.max_length}"
-        " --threads {threads} --inter-threads {params.inter_threads} > {log} 2>&1"
+        " --threads {threads} --inter-threads {params.inter_threads} > {log:q} 2>&1"
 
 
 rule gather_distilled:
@@ -62,8 +62,8 @@ rule gather_distilled:
         mem_mb=1000,
         runtime=10,
     shell:
-        "nmtkd gather --inputs {input.best} --output {output.seqkd} --expected {input.src}"
-        " --nbest-inputs {input.nbest} --nbest-output {output.nbest} > {log} 2>&1"
+        "nmtkd gather --inputs {input.best:q} --output {output.seqkd:q} --expected {input.src:q}"
+        " --nbest-inputs {input.nbest:q} --nbest-output {output.nbest:q} > {log:q} 2>&1"
 
 
 rule select_seqinter:
@@ -81,5 +81,5 @@ rule select_seqinter:
         mem_mb=2000,
         runtime=30,
     shell:
-        "nmtkd select --nbest {input.nbest} --references {input.ref} --output {output}"
-        " --metric {params.metric} > {log} 2>&1"
+        "nmtkd select --nbest {input.nbest:q} --references {input.ref:q} --output {output:q}"
+        " --metric {params.metric} > {log:q} 2>&1"

@@ -24,11 +24,11 @@ rule translate_testset:
         mem_mb=default_resource("mem_mb"),
         runtime=default_resource("runtime"),
     shell:
-        "nmtkd translate --model {input.model} --input {input.src} --output {output}"
-        " --beam-size {wildcards.beam} --batch-size {params.batch_size}"
+        "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output:q}"
+        " --beam-size {wildcards.beam:q} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --length-penalty {params.length_penalty}"
         " --compute-type {params.compute_type}"
-        " --threads {threads} --inter-threads {params.inter_threads} > {log} 2>&1"
+        " --threads {threads} --inter-threads {params.inter_threads} > {log:q} 2>&1"
 
 
 rule evaluate_testset:
@@ -46,9 +46,9 @@ rule evaluate_testset:
         mem_mb=1000,
         runtime=10,
     shell:
-        "nmtkd evaluate --hypotheses {input.hyp} --references {input.ref} --output {output}"
-        " --model-name {wildcards.model} --testset {wildcards.testset}"
-        " --metadata {params.metadata} > {log} 2>&1"
+        "nmtkd evaluate --hypotheses {input.hyp:q} --references {input.ref:q} --output {output:q}"
+        " --model-name {wildcards.model:q} --testset {wildcards.testset:q}"
+        " --metadata {params.metadata} > {log:q} 2>&1"
 
 
 # Threads are fixed by config and equal for every model; on a machine with as many cores as
@@ -73,11 +73,11 @@ rule measure_speed:
         mem_mb=default_resource("mem_mb"),
         runtime=default_resource("runtime"),
     shell:
-        "nmtkd speed --model {input.model} --input {input.src} --output {output}"
+        "nmtkd speed --model {input.model:q} --input {input.src:q} --output {output:q}"
         " --beam-size {params.beam} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --compute-type {params.compute_type}"
         " --threads {threads} --inter-threads {params.inter_threads}"
-        " --repeats {params.repeats} > {log} 2>&1"
+        " --repeats {params.repeats} > {log:q} 2>&1"
 
 
 rule top1_agreement:
@@ -96,6 +96,6 @@ rule top1_agreement:
         mem_mb=default_resource("mem_mb"),
         runtime=default_resource("runtime"),
     shell:
-        "nmtkd agreement --model {input.model} --teacher {input.teacher} --spm {input.spm}"
-        " --src {input.src} --ref {input.ref} --output {output} --threads {threads}"
-        " > {log} 2>&1"
+        "nmtkd agreement --model {input.model:q} --teacher {input.teacher:q} --spm {input.spm:q}"
+        " --src {input.src:q} --ref {input.ref:q} --output {output:q} --threads {threads}"
+        " > {log:q} 2>&1"

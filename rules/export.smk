@@ -14,5 +14,5 @@ rule export_ct2:
         mem_mb=default_resource("mem_mb"),
         runtime=30,
     shell:
-        "nmtkd export --checkpoint {input.model} --spm {input.spm} --output {output}"
-        " --quantization {wildcards.quant} > {log} 2>&1"
+        "nmtkd export --checkpoint {input.model:q} --spm {input.spm:q} --output {output:q}"
+        " --quantization {wildcards.quant:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ rule teacher_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "nmtkd report --inputs {input} --output {output} > {log} 2>&1"
+        "nmtkd report --inputs {input:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule comparison_tables:
@@ -32,5 +32,5 @@ rule comparison_tables:
         mem_mb=1000,
         runtime=5,
     shell:
-        "nmtkd compare --manifest {params.manifest} --markdown {output.md} --csv {output.csv}"
-        " --latex {output.tex} > {log} 2>&1"
+        "nmtkd compare --manifest {params.manifest} --markdown {output.md:q} --csv {output.csv:q}"
+        " --latex {output.tex:q} > {log:q} 2>&1"

@@ -22,10 +22,10 @@ rule train_spm:
         mem_mb=default_resource("mem_mb"),
         runtime=default_resource("runtime"),
     shell:
-        "nmtkd spm-train --inputs {input.src} {input.tgt} --model {output.model}"
+        "nmtkd spm-train --inputs {input.src:q} {input.tgt:q} --model {output.model:q}"
         " --vocab-size {params.vocab_size} --sample-size {params.sample_size}"
         " --character-coverage {params.coverage} --seed {params.seed} --threads {threads}"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"
 
 
 rule encode_spm:
@@ -41,5 +41,5 @@ rule encode_spm:
         mem_mb=2000,
         runtime=30,
     shell:
-        "nmtkd spm-encode --model {input.model} --input {input.text} --output {output}"
-        " > {log} 2>&1"
+        "nmtkd spm-encode --model {input.model:q} --input {input.text:q} --output {output:q}"
+        " > {log:q} 2>&1"

@@ -19,8 +19,8 @@ rule build_student_corpus:
         mem_mb=2000,
         runtime=30,
     shell:
-        "nmtkd corpus {params.args} --source {input.source} --spm {input.spm}"
-        " --out-src {output.src} --out-tgt {output.tgt} > {log} 2>&1"
+        "nmtkd corpus {params.args} --source {input.source:q} --spm {input.spm:q}"
+        " --out-src {output.src:q} --out-tgt {output.tgt:q} > {log:q} 2>&1"
 
 
 rule train_student:
@@ -44,9 +44,9 @@ rule train_student:
         runtime=student_runtime,
         gpu=student_gpus,
     shell:
-        "nmtkd train --train-src {input.train_src} --train-tgt {input.train_tgt}"
-        " --valid-src {input.valid_src} --valid-tgt {input.valid_tgt}"
-        " --valid-ref {input.valid_ref} --spm {input.spm} --settings {params.settings}"
-        " {params.init} --workdir {params.workdir} --output {output.model}"
-        " --summary {output.summary} --threads {threads} --nproc-per-node {params.processes}"
-        " --gpus {resources.gpu} >> {log} 2>&1"
+        "nmtkd train --train-src {input.train_src:q} --train-tgt {input.train_tgt:q}"
+        " --valid-src {input.valid_src:q} --valid-tgt {input.valid_tgt:q}"
+        " --valid-ref {input.valid_ref:q} --spm {input.spm:q} --settings {params.settings}"
+        " {params.init} --workdir {params.workdir:q} --output {output.model:q}"
+        " --summary {output.summary:q} --threads {threads} --nproc-per-node {params.processes}"
+        " --gpus {resources.gpu} >> {log:q} 2>&1"

@@ -29,9 +29,9 @@ rule train_teacher:
         runtime=rule_resource("teacher", "runtime"),
         gpu=model_gpus("teacher"),
     shell:
-        "nmtkd train --train-src {input.train_src} --train-tgt {input.train_tgt}"
-        " --valid-src {input.valid_src} --valid-tgt {input.valid_tgt}"
-        " --valid-ref {input.valid_ref} --spm {input.spm} --settings {params.settings}"
-        " --workdir {params.workdir} --output {output.model} --summary {output.summary}"
+        "nmtkd train --train-src {input.train_src:q} --train-tgt {input.train_tgt:q}"
+        " --valid-src {input.valid_src:q} --valid-tgt {input.valid_tgt:q}"
+        " --valid-ref {input.valid_ref:q} --spm {input.spm:q} --settings {params.settings}"
+        " --workdir {params.workdir:q} --output {output.model:q} --summary {output.summary:q}"
         " --threads {threads} --nproc-per-node {params.processes}"
-        " --gpus {resources.gpu} >> {log} 2>&1"
+        " --gpus {resources.gpu} >> {log:q} 2>&1"

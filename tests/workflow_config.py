@@ -77,9 +77,11 @@ def multi30k_subset(directory: Path, train: int, other: int) -> dict[str, Any]:
 
 
 def run_snakemake(workdir: Path, config: dict[str, Any], *args: str,
-                  check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in `workdir` with `config` as its config.yaml."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+                  check: bool = True, write: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in `workdir` with `config` as its config.yaml (with
+    `write=False`, the config.yaml already there)."""
+    if write:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     result = subprocess.run(

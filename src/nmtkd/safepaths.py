@@ -147,21 +147,33 @@ def sweep_stale_temporaries(target: Path) -> list[Path]:
     return removed
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
 def _commit(moves: list[tuple[Path, Path]], backups: list[Path]) -> None:
-    """Move each temporary onto its target; on a failure put every old target back."""
-    done: list[int] = []
+    """Move each temporary onto its target; if one move fails, undo the others (new outputs
+    removed, earlier ones put back), so that the outputs change together or not at all."""
+    moved: list[tuple[Path, Path, bool]] = []
     try:
-        for index, ((tmp, target), backup) in enumerate(zip(moves, backups, strict=True)):
-            if os.path.lexists(target):
+        for (tmp, target), backup in zip(moves, backups, strict=True):
+            existed = os.path.lexists(target)
+            if existed:
                 os.replace(target, backup)
-            done.append(index)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if existed:
+                    os.replace(backup, target)
+                raise
+            moved.append((target, backup, existed))
     except OSError:
-        for index in reversed(done):
-            (tmp, target), backup = moves[index], backups[index]
-            if os.path.lexists(backup):
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target, ignore_errors=True)
+        for target, backup, existed in reversed(moved):
+            _remove(target)
+            if existed:
                 os.replace(backup, target)
         raise
 
