@@ -244,7 +244,8 @@ def set_student(index, **changes):
      "config error at losses.word-kd: unknown loss 'word-kd'"),
     (set_student(3, init="nope"), "config error at students[3].init: unknown init checkpoint "
                                   "'nope'"),
-    (set_student(3, init="baseline_seqinter"), "config error at students[3].init: unknown init"),
+    (set_student(3, init="baseline_seqinter"), "config error at students[3].init: "
+                                               "'baseline_seqinter' cannot initialise from itself"),
     (set_student(1, name="baseline"), "config error at students[1].name: 'baseline' is used"),
     (set_student(0, name="teacher"), "config error at students[0].name: 'teacher' is reserved"),
     (set_student(4, preset="tiny"), "config error at students[4].init: 'seq_kd' uses another "

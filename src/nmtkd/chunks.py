@@ -34,8 +34,8 @@ def gather_files(texts: list[Path], output: Path, expected: Path | None = None) 
                 handle.write(line + "\n")
                 count += 1
         if expected is not None and count != count_lines(expected):
-            raise NmtkdError(f"gathered {count} lines into {output}, but {expected} has "
-                             f"{count_lines(expected)}")
+            raise NmtkdError(f"gathered {count} lines from {len(texts)} chunks, but {expected} "
+                             f"has {count_lines(expected)}")
     return count
 
 
@@ -46,7 +46,10 @@ def gather_nbest(tables: list[Path], output: Path, expected_sentences: int | Non
         for path in tables:
             last = -1
             for number, line in enumerate(iter_lines(path), start=1):
-                sentence, rest = line.split("\t", 1)
+                sentence, tab, rest = line.partition("\t")
+                if not tab:
+                    raise NmtkdError(f"{path}, line {number}: not an n-best line (sentence id, "
+                                     "tab, rank, score, text)")
                 if not sentence.isdigit():
                     raise NmtkdError(f"{path}, line {number}: bad sentence id {sentence!r}")
                 last = int(sentence)

@@ -64,10 +64,8 @@ def cmd_spm_encode(args: argparse.Namespace) -> None:
 # ---- model -----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
     from nmtkd.distributed import launched_by_torchrun
-    from nmtkd.safepaths import mark_directory
 
     if not launched_by_torchrun():
-        mark_directory(Path(args.workdir), "train")  # its state is the trainer's to clear
         from nmtkd.gpus import claim_gpus
 
         claim_gpus(args.gpus)  # before CUDA starts; torchrun's workers inherit the devices
@@ -131,6 +129,10 @@ def train_model(args: argparse.Namespace) -> None:
     teacher = train_cfg.loss.get("teacher")
     if isinstance(teacher, str):
         identity["teacher"] = file_sha256(Path(teacher))
+    if context.is_main:
+        from nmtkd.safepaths import mark_directory
+
+        mark_directory(Path(args.workdir), "train")  # its state is the trainer's to clear
     try:
         trainer = Trainer(model_cfg, train_cfg, train, valid, refs, tokenizer,
                           Path(args.workdir), context=context, init_model=init_model,
@@ -200,8 +202,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
         manifest = json_object(text)
     except argparse.ArgumentTypeError as error:
         raise NmtkdError(f"--manifest: {error}") from None
+    missing = [key for key in ("teacher", "models", "testsets", "speed_testset")
+               if key not in manifest]
+    if missing:
+        raise NmtkdError(f"--manifest: missing {', '.join(missing)}")
     with atomic_paths([args.markdown, args.csv, args.latex]) as outputs:
-        write_comparison(manifest, *outputs)
+        try:
+            write_comparison(manifest, *outputs)
+        except (KeyError, TypeError, IndexError) as error:
+            raise NmtkdError(f"--manifest: malformed ({type(error).__name__}: {error})") from None
     log.info("wrote %s, %s, %s", args.markdown, args.csv, args.latex)
 
 
@@ -277,6 +286,27 @@ def cmd_gather(args: argparse.Namespace) -> None:
     log.info("gathered %d lines into %s", count, args.output)
 
 
+def default_schema() -> Path:
+    """The config schema: in the working directory's checkout, else beside the package's."""
+    relative = Path("schemas") / "config.schema.yaml"
+    for candidate in (relative, Path(__file__).resolve().parents[2] / relative):
+        if candidate.is_file():
+            return candidate
+    raise NmtkdError(f"{relative}: schema not found (run in the repository or pass --schema)")
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from nmtkd.configfiles import check_experiment_name, merge_config_files, schema_error
+
+    config = merge_config_files(args.files[0], args.files[1:])
+    check_experiment_name(config)
+    schema = Path(args.schema) if args.schema else default_schema()
+    problem = schema_error(config, schema)
+    if problem:
+        raise NmtkdError(problem)
+    print(f"{' + '.join(args.files)}: valid (experiment {config['experiment']})")
+
+
 def cmd_write_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -292,7 +322,7 @@ HANDLERS = {
     "train": cmd_train, "export": cmd_export, "corpus": cmd_corpus,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "agreement": cmd_agreement, "report": cmd_report,
-    "compare": cmd_compare, "write-config": cmd_write_config,
+    "compare": cmd_compare, "check-config": cmd_check_config, "write-config": cmd_write_config,
 }
 
 
@@ -309,6 +339,28 @@ def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
     return {}
 
 
+def derived_inputs(args: argparse.Namespace) -> dict[str, Path]:
+    """Inputs a command reads that no path argument names: a URL's mirror copy, a manifest
+    given as a file."""
+    if args.command == "fetch":
+        from nmtkd.importers import mirror_copy, resolve_mirror
+
+        mirror = resolve_mirror(args.mirror)
+        copies = {f"{flag}'s mirror copy": mirror_copy(location, mirror)
+                  for flag, location in (("--src", args.src), ("--tgt", args.tgt))}
+        return {flag: path for flag, path in copies.items() if path is not None}
+    if args.command == "compare" and not args.manifest.lstrip().startswith("{"):
+        return {"--manifest": Path(args.manifest)}
+    return {}
+
+
+def one_line(message: str) -> str:
+    """An error message on one line, naming outputs rather than their temporaries."""
+    from nmtkd.safepaths import display_paths
+
+    return display_paths(" ".join(message.split()))
+
+
 def main(argv: list[str] | None = None) -> int:
     from nmtkd.pathargs import check_paths
 
@@ -316,14 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        check_paths(args, derived_outputs(args))
+        check_paths(args, derived_outputs(args), derived_inputs(args))
         HANDLERS[args.command](args)
     except NmtkdError as error:
-        print(f"nmtkd {args.command}: error: {error}", file=sys.stderr)
+        print(f"nmtkd {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:  # a file system refusal met during the work: still one line
         where = f"{error.filename}: " if error.filename else ""
-        print(f"nmtkd {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        message = one_line(f"{where}{error.strerror or error}")
+        print(f"nmtkd {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -39,6 +39,13 @@ def resolve_mirror(configured: str | None) -> Path | None:
     return mirror
 
 
+def mirror_copy(location: str, mirror: Path | None) -> Path | None:
+    """Where a URL's file would be found in the mirror (None for other locations)."""
+    if mirror is None or not is_url(location):
+        return None
+    return mirror / Path(urllib.parse.urlparse(location).path).name
+
+
 def is_url(location: str) -> bool:
     return urllib.parse.urlparse(location).scheme in {"http", "https", "ftp"}
 
@@ -125,7 +132,7 @@ def fetch(
         return
     if is_url(location):
         name = Path(urllib.parse.urlparse(location).path).name
-        candidate = mirror / name if mirror else None
+        candidate = mirror_copy(location, mirror)
         if candidate and candidate.is_file():
             log.info("using mirror copy %s for %s", candidate, location)
             check_sha256(candidate, sha256, str(candidate))

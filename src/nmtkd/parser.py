@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, NoReturn
 
-from nmtkd.pathargs import INPUT, OUTPUT, OUTPUT_DIR, STATE_DIR, add_path
+from nmtkd.pathargs import INPUT, LOCATION, OUTPUT, OUTPUT_DIR, STATE_DIR, add_path
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,6 +38,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-size", type=positive_int, default=5)
     parser.add_argument("--nbest", type=positive_int, default=1, help="hypotheses per sentence")
@@ -57,8 +67,8 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
 def _data_commands(command) -> None:
     p = command("fetch", "Fetch a parallel dataset (path, URL via mirror, or "
                 "sacrebleu:<testset>)")
-    add_path(p, "--src", INPUT, required=True, help="source location")
-    add_path(p, "--tgt", INPUT, required=True, help="target location")
+    add_path(p, "--src", LOCATION, required=True, help="source location")
+    add_path(p, "--tgt", LOCATION, required=True, help="target location")
     p.add_argument("--src-sha256")
     p.add_argument("--tgt-sha256")
     p.add_argument("--mirror", help="local mirror directory (NMTKD_DATA_MIRROR overrides)")
@@ -119,12 +129,12 @@ def _train_command(command) -> None:
              "--workdir of nmtkd train)")
     add_path(p, "--output", OUTPUT, required=True, help="final model checkpoint")
     add_path(p, "--summary", OUTPUT, required=True, help="JSON training summary")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads in all (split over "
-                   "processes)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads in all, split over processes (0: torch's default)")
     p.add_argument("--nproc-per-node", type=positive_int, default=1,
                    help="data-parallel processes (torchrun + DDP): one per GPU, or CPU workers")
     add_path(p, "--init", INPUT, help="start from this model checkpoint (fine-tuning)")
-    p.add_argument("--gpus", type=int, default=0,
+    p.add_argument("--gpus", type=non_negative_int, default=0,
                    help="GPUs this job may use: claims free ones (file locks) unless the "
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
 
@@ -191,7 +201,7 @@ def _report_commands(command) -> None:
     add_path(p, "--src", INPUT, required=True)
     add_path(p, "--ref", INPUT, required=True)
     add_path(p, "--output", OUTPUT, required=True, help="JSON result")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=non_negative_int, default=0, help="0: torch's default")
 
     p = command("report", "Write the Markdown table of evaluation results")
     add_path(p, "--inputs", INPUT, nargs="+", required=True)
@@ -203,6 +213,13 @@ def _report_commands(command) -> None:
     add_path(p, "--markdown", OUTPUT, required=True)
     add_path(p, "--csv", OUTPUT, required=True)
     add_path(p, "--latex", OUTPUT, required=True)
+
+    p = command("check-config", "Check config files as the workflow reads them (the first, "
+                "then each on top): YAML syntax and duplicate keys with line numbers, data "
+                "ownership, experiment name, schema")
+    add_path(p, "files", INPUT, nargs="+", metavar="FILE")
+    add_path(p, "--schema", INPUT, help="default: schemas/config.schema.yaml here, else the "
+             "repository's")
 
     p = command("write-config", "Save a resolved config (JSON in) as YAML")
     p.add_argument("--json", type=json_object, required=True)

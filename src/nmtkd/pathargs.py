@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmtkd.errors import NmtkdError
 from nmtkd.safepaths import check_distinct, check_output_kind, check_writable_parent
 
 INPUT, OUTPUT, OUTPUT_DIR, STATE_DIR = "input", "output", "output directory", "state directory"
+LOCATION = "location"  # an input that may also be a URL or a sacrebleu: name
 
 # What a directory written by a command looked like before markers existed, so that results
 # of earlier versions are still replaced (exports) or resumed (training state).
@@ -21,7 +24,8 @@ TRAIN_STATE_PATTERNS = ("state.pt", "best.pt", "snapshot_*.pt", "train_log.jsonl
 
 
 def legacy_export(directory: Path) -> bool:
-    return all(entry.name in EXPORT_FILES for entry in directory.iterdir())
+    names = {entry.name for entry in directory.iterdir()}
+    return {"model.bin", "config.json"} <= names <= EXPORT_FILES
 
 
 def legacy_train_state(directory: Path) -> bool:
@@ -60,14 +64,19 @@ def _named_paths(args: argparse.Namespace, roles: list[PathRole]) -> dict[str, P
     return named
 
 
-def check_paths(args: argparse.Namespace,
-                extra_outputs: dict[str, Path] | None = None) -> None:
-    """Check every output of a command before it starts: distinct from the others and from
-    the inputs, replacing only what this command wrote, in a writable folder."""
+def check_paths(args: argparse.Namespace, extra_outputs: dict[str, Path] | None = None,
+                extra_inputs: dict[str, Path] | None = None) -> None:
+    """Check every path of a command before it starts: inputs exist; outputs are distinct
+    from each other and from the inputs, replace only what this command wrote, and lie in a
+    writable folder."""
     roles: list[PathRole] = getattr(args, "path_roles", None) or []
     command = args.command
-    inputs = _named_paths(args, [r for r in roles if r.role == INPUT])
-    outputs = _named_paths(args, [r for r in roles if r.role != INPUT])
+    for path in _named_paths(args, [r for r in roles if r.role == INPUT]).values():
+        if not os.path.exists(path):
+            raise NmtkdError(f"{path}: file not found")
+    inputs = _named_paths(args, [r for r in roles if r.role in (INPUT, LOCATION)])
+    inputs.update(extra_inputs or {})
+    outputs = _named_paths(args, [r for r in roles if r.role not in (INPUT, LOCATION)])
     outputs.update(extra_outputs or {})
     flag_roles = _flag_roles(roles, outputs)
     directories = [name for name, role in flag_roles.items() if role in (OUTPUT_DIR, STATE_DIR)]

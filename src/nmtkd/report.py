@@ -21,6 +21,8 @@ def load_results(paths: list[Path]) -> pd.DataFrame:
             record = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise NmtkdError(f"{path}: cannot read evaluation result ({error})") from None
+        if not isinstance(record, dict):
+            raise NmtkdError(f"{path}: an evaluation result must be a JSON object")
         missing = [key for key in REQUIRED if key not in record]
         if missing:
             raise NmtkdError(f"{path}: evaluation result lacks {', '.join(missing)}")

@@ -59,20 +59,26 @@ def check_output_kind(target: Path, directory: bool = False, owner: str | None =
 
 
 def check_writable_parent(target: Path) -> None:
-    """Create the output's folder and prove it writable, so that a bad path fails before any
-    work rather than after it."""
-    target = Path(target)
-    for ancestor in target.parents:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise NmtkdError(f"{target}: cannot create it: {ancestor} is not a directory")
-            break
+    """Prove that the output's folder can be written (or created), so that a bad path fails
+    before any work rather than after it. Nothing is left behind: the nearest existing folder
+    is probed with a temporary folder that is removed at once."""
+    target = Path(target).absolute()
+    ancestor = next(a for a in target.parents if os.path.lexists(a))
+    if not ancestor.is_dir():
+        raise NmtkdError(f"{target}: cannot create it: {ancestor} is not a directory")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(prefix=f".{TMP_TAG}-probe-", dir=target.parent))
+        os.rmdir(tempfile.mkdtemp(prefix=f".{TMP_TAG}-probe-", dir=ancestor))
     except OSError as error:
-        raise NmtkdError(f"{target}: cannot write into {target.parent} "
+        raise NmtkdError(f"{target}: cannot write into {ancestor} "
                          f"({error.strerror or error})") from None
+
+
+TEMPORARY_IN_MESSAGE = re.compile(r"\.([^/\s]+)\." + re.escape(TMP_TAG) + r"\.[^/\s]+/\1")
+
+
+def display_paths(message: str) -> str:
+    """A message with each temporary output path replaced by the output it stands for."""
+    return TEMPORARY_IN_MESSAGE.sub(r"\1", message)
 
 
 def _resolved(path: Path) -> Path:
