@@ -30,5 +30,5 @@ rule all:
         f"{RESULTS}/config.yaml",
         f"{RESULTS}/tables/teacher.md",
         f"{RESULTS}/tables/comparison.md",
-        teacher_exports(),
+        PLAN.teacher_exports(),
     default_target: True

@@ -5,7 +5,7 @@ rule save_config:
     output:
         f"{RESULTS}/config.yaml",
     params:
-        config=quoted_json(config),
+        config=quoted(config),
     log:
         f"{LOGS}/save_config.log",
     threads: 1

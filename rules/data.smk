@@ -28,7 +28,7 @@ rule clean_train:
     params:
         max_tokens=config["cleaning"]["max_tokens"],
         max_ratio=config["cleaning"]["max_length_ratio"],
-        flags=cleaning_flags(),
+        flags=quoted_args(PLAN.cleaning_flags()),
     log:
         f"{LOGS}/clean_train.log",
     benchmark:

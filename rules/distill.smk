@@ -20,7 +20,7 @@ rule split_distill_source:
 
 rule distill_chunk:
     input:
-        model=ct2_float32_model_of_teacher(),
+        model=PLAN.ct2_model(TEACHER, "float32"),
         src=f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}",
     output:
         best=f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}",
@@ -38,8 +38,8 @@ rule distill_chunk:
     priority: 5  # on the critical path: the Seq-KD students wait for it
     threads: DISTILL["threads"]
     resources:
-        mem_mb=default_resource("mem_mb"),
-        runtime=default_resource("runtime"),
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
     shell:
         "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output.best:q}"
         " --nbest-output {output.nbest:q} --beam-size {params.beam} --nbest {params.nbest}"

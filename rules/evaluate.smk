@@ -21,8 +21,8 @@ rule translate_testset:
         f"{BENCHMARKS}/translate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.tsv"
     threads: EVAL["threads"]
     resources:
-        mem_mb=default_resource("mem_mb"),
-        runtime=default_resource("runtime"),
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
     shell:
         "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output:q}"
         " --beam-size {wildcards.beam:q} --batch-size {params.batch_size}"
@@ -70,8 +70,8 @@ rule measure_speed:
         f"{LOGS}/measure_speed/{{model}}.{{quant}}.log",
     threads: SPEED["threads"]
     resources:
-        mem_mb=default_resource("mem_mb"),
-        runtime=default_resource("runtime"),
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
     shell:
         "nmtkd speed --model {input.model:q} --input {input.src:q} --output {output:q}"
         " --beam-size {params.beam} --batch-size {params.batch_size}"
@@ -83,8 +83,8 @@ rule measure_speed:
 rule top1_agreement:
     input:
         model=torch_checkpoint,
-        teacher=teacher_torch_checkpoint(),
-        spm=spm_model(),
+        teacher=PLAN.torch_checkpoint(TEACHER),
+        spm=PLAN.spm_model(),
         src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
         ref=f"{RESULTS}/data/raw/{{testset}}.{TGT}",
     output:
@@ -93,8 +93,8 @@ rule top1_agreement:
         f"{LOGS}/top1_agreement/{{model}}.{{testset}}.log",
     threads: 1
     resources:
-        mem_mb=default_resource("mem_mb"),
-        runtime=default_resource("runtime"),
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
     shell:
         "nmtkd agreement --model {input.model:q} --teacher {input.teacher:q} --spm {input.spm:q}"
         " --src {input.src:q} --ref {input.ref:q} --output {output:q} --threads {threads}"

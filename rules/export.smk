@@ -4,14 +4,14 @@
 rule export_ct2:
     input:
         model=torch_checkpoint,
-        spm=spm_model(),
+        spm=PLAN.spm_model(),
     output:
         directory(f"{RESULTS}/models/{{model}}/ct2_{{quant}}"),
     log:
         f"{LOGS}/export_ct2/{{model}}.{{quant}}.log",
     threads: 1
     resources:
-        mem_mb=default_resource("mem_mb"),
+        mem_mb=config["resources"]["mem_mb"],
         runtime=30,
     shell:
         "nmtkd export --checkpoint {input.model:q} --spm {input.spm:q} --output {output:q}"

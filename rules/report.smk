@@ -18,13 +18,13 @@ rule teacher_table:
 
 rule comparison_tables:
     input:
-        comparison_inputs(),
+        PLAN.comparison_inputs(),
     output:
         md=f"{RESULTS}/tables/comparison.md",
         csv=f"{RESULTS}/tables/comparison.csv",
         tex=f"{RESULTS}/tables/comparison.tex",
     params:
-        manifest=quoted_json(comparison_manifest()),
+        manifest=quoted(PLAN.comparison_manifest()),
     log:
         f"{LOGS}/comparison_tables.log",
     threads: 1

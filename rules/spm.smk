@@ -17,10 +17,10 @@ rule train_spm:
         f"{LOGS}/train_spm.log",
     benchmark:
         f"{BENCHMARKS}/train_spm.tsv"
-    threads: default_resource("threads")
+    threads: config["resources"]["threads"]
     resources:
-        mem_mb=default_resource("mem_mb"),
-        runtime=default_resource("runtime"),
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
     shell:
         "nmtkd spm-train --inputs {input.src:q} {input.tgt:q} --model {output.model:q}"
         " --vocab-size {params.vocab_size} --sample-size {params.sample_size}"
@@ -31,7 +31,7 @@ rule train_spm:
 rule encode_spm:
     input:
         text=encode_input,
-        model=spm_model(),
+        model=PLAN.spm_model(),
     output:
         f"{RESULTS}/data/spm/{{encoded_split}}.{{lang}}",
     log:

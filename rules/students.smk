@@ -38,10 +38,10 @@ rule train_student:
         f"{LOGS}/train_student/{{student}}.log",
     benchmark:
         f"{BENCHMARKS}/train_student/{{student}}.tsv"
-    threads: student_threads
+    threads: student_resource("threads")
     resources:
-        mem_mb=student_mem_mb,
-        runtime=student_runtime,
+        mem_mb=student_resource("mem_mb"),
+        runtime=student_resource("runtime"),
         gpu=student_gpus,
     shell:
         "nmtkd train --train-src {input.train_src:q} --train-tgt {input.train_tgt:q}"

@@ -9,25 +9,25 @@ rule train_teacher:
         valid_src=f"{RESULTS}/data/spm/valid.{SRC}",
         valid_tgt=f"{RESULTS}/data/spm/valid.{TGT}",
         valid_ref=f"{RESULTS}/data/raw/valid.{TGT}",
-        spm=spm_model(),
+        spm=PLAN.spm_model(),
     output:
         model=f"{RESULTS}/models/teacher/model.pt",
         summary=f"{RESULTS}/models/teacher/training.json",
     params:
-        settings=model_settings("teacher"),
+        settings=quoted(PLAN.train_settings(TEACHER)),
         workdir=f"{RESULTS}/models/teacher/work",
-        processes=model_processes("teacher"),
+        processes=PLAN.teacher.processes,
     log:
         f"{LOGS}/train_teacher.log",
     benchmark:
         f"{BENCHMARKS}/train_teacher.tsv"
     # everything distilled waits for the teacher: start it before any gold-data student
     priority: 10
-    threads: rule_resource("teacher", "threads")
+    threads: resource(TEACHER, "threads")
     resources:
-        mem_mb=rule_resource("teacher", "mem_mb"),
-        runtime=rule_resource("teacher", "runtime"),
-        gpu=model_gpus("teacher"),
+        mem_mb=resource(TEACHER, "mem_mb"),
+        runtime=resource(TEACHER, "runtime"),
+        gpu=PLAN.teacher.gpus,
     shell:
         "nmtkd train --train-src {input.train_src:q} --train-tgt {input.train_tgt:q}"
         " --valid-src {input.valid_src:q} --valid-tgt {input.valid_tgt:q}"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_trainer, require_multi30k
 from workflow_config import (
-    assert_dry_run_fails,
+    assert_plan_fails,
     base_config,
     multi30k_subset,
     run_snakemake,
@@ -261,10 +261,10 @@ def set_student(index, **changes):
      "config error at evaluation.speed.testset: unknown test set 'wmt'"),
     (set_student(0, datta="gold"), "'datta' was unexpected"),
 ])
-def test_bad_student_config_fails_naming_the_key(tmp_path, change, expected):
+def test_bad_student_config_fails_naming_the_key(change, expected):
     config = base_config()
     change(config)
-    assert_dry_run_fails(tmp_path, config, expected)
+    assert_plan_fails(config, expected)
 
 
 def test_default_config_plans_every_student(tmp_path):

@@ -11,6 +11,7 @@ import yaml
 from conftest import require_multi30k
 from workflow_config import (
     assert_dry_run_fails,
+    assert_plan_fails,
     base_config,
     multi30k_subset,
     run_snakemake,
@@ -61,10 +62,16 @@ def test_cli_error_is_one_clear_line(tmp_path):
     (lambda c: c["export"].update(quantizations=["int8"]),
      "config error at export.quantizations: ['int8'] does not contain items"),
 ])
-def test_bad_config_fails_validation_naming_the_key(tmp_path, change, expected):
+def test_bad_config_fails_validation_naming_the_key(change, expected):
     config = base_config()
     change(config)
-    assert_dry_run_fails(tmp_path, config, expected)
+    assert_plan_fails(config, expected)
+
+
+def test_a_bad_config_stops_a_dry_run_with_one_line(tmp_path):
+    config = base_config()
+    config["teacher"]["preset"] = "huge"
+    assert_dry_run_fails(tmp_path, config, "config error at teacher.preset: unknown preset 'huge'")
 
 
 def test_default_config_plans_the_whole_chain(tmp_path):

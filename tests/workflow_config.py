@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
 SHARED_MULTI30K = Path(os.environ.get("NMTKD_DATA_MIRROR", REPO.parent / "shared/data/multi30k"))
 
 
@@ -92,6 +94,36 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str,
         raise AssertionError(f"snakemake failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def plan_of(config: dict[str, Any]):
+    """The workflow's plan of `config` (as a dry run would build it), without Snakemake."""
+    from snakemake.utils import validate
+
+    from nmtkd.configfiles import check_experiment_name, schema_error
+    from nmtkd.errors import NmtkdError
+    from nmtkd.plan import build_plan
+
+    config = copy.deepcopy(config)
+    check_experiment_name(config)
+    problem = schema_error(config, SCHEMA)
+    if problem:
+        raise NmtkdError(problem)
+    validate(config, str(SCHEMA))
+    return build_plan(config)
+
+
+def assert_plan_fails(config: dict[str, Any], expected: str) -> None:
+    """Planning `config` fails with a message that contains `expected`."""
+    from nmtkd.errors import NmtkdError
+
+    try:
+        plan_of(config)
+    except NmtkdError as error:
+        assert expected in str(error), str(error)
+        assert "\n" not in str(error)
+        return
+    raise AssertionError(f"the config was planned; expected {expected!r}")
 
 
 def assert_dry_run_fails(workdir: Path, config: dict[str, Any], expected: str) -> None:

@@ -95,6 +95,23 @@ def merge_config_files(default: str | Path, overrides: Sequence[str | Path],
     return deep_merge(config, command_line or {})
 
 
+def read_workflow_config(default: str | Path | None, overrides: Sequence[str | Path],
+                         command_line: Mapping[str, Any] | None, schema: str | Path) -> dict:
+    """The config a workflow run uses: `default` (config.yaml, if there is one) with each
+    --configfile on top, then --config values; a plain experiment name; schema-valid."""
+    files = list(overrides)
+    if default is None:
+        if not files:
+            raise NmtkdError("no config.yaml in the working directory and no --configfile given")
+        default = files.pop(0)
+    config = merge_config_files(default, files, command_line)
+    check_experiment_name(config)
+    problem = schema_error(config, schema)
+    if problem:
+        raise NmtkdError(problem)
+    return config
+
+
 def check_experiment_name(config: Mapping[str, Any]) -> None:
     name = config.get("experiment")
     if isinstance(name, str) and not EXPERIMENT_NAME.fullmatch(name):

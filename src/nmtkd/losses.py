@@ -101,6 +101,8 @@ class WordKD:
     no teacher compute.
     """
 
+    needs_teacher = True
+
     def __init__(self, teacher: str | Transformer, alpha: float = 0.5, temperature: float = 1.0,
                  label_smoothing: float = 0.0, time_chunk: int = 64, teacher_topk: int = 0):
         from nmtkd.checkpoint import load_model
@@ -225,6 +227,12 @@ LOSSES: dict[str, Callable[..., TrainingLoss]] = {
     "nll": LabelSmoothedNLL,
     "word_kd": WordKD,
 }
+
+
+def needs_teacher(name: str) -> bool:
+    """Whether the loss runs the teacher's torch model (the workflow then passes its
+    checkpoint); a loss declares it with a class attribute `needs_teacher = True`."""
+    return bool(getattr(LOSSES.get(name), "needs_teacher", False))
 
 
 def build_loss(spec: dict[str, Any]) -> TrainingLoss:

@@ -1,0 +1,174 @@
+"""The config checks the schema cannot express, each naming its key (used by `nmtkd.plan`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nmtkd.errors import NmtkdError
+from nmtkd.losses import LOSSES, build_loss, needs_teacher
+from nmtkd.plan import DEFAULT_MAX_POSITIONS, TEACHER, ConfigError, ModelPlan, known
+from nmtkd.variants import PARTS
+
+
+def check_loss_name(key: str, name: str) -> None:
+    if name not in LOSSES:
+        raise ConfigError(key, f"unknown loss {name!r} (known: {known(LOSSES)})")
+
+
+def check_general(config: dict[str, Any]) -> None:
+    presets = config["presets"]
+    teacher_preset = config[TEACHER]["preset"]
+    if teacher_preset not in presets:
+        raise ConfigError(f"{TEACHER}.preset", f"unknown preset {teacher_preset!r} "
+                          f"(known: {known(presets)})")
+    for key, settings in (("training", config["training"]),
+                          ("teacher.training", config[TEACHER].get("training", {}))):
+        name = settings.get("loss", {}).get("name")
+        if name is not None:
+            check_loss_name(f"{key}.loss.name", name)
+    for name in config["data"]["test"]:
+        if name in ("train", "valid"):
+            raise ConfigError(f"data.test.{name}", "a test set cannot be named train or valid")
+    for name, preset in presets.items():
+        if preset["d_model"] % preset["heads"]:
+            raise ConfigError(f"presets.{name}", "d_model must be divisible by heads")
+    if config["data"]["src_lang"] == config["data"]["tgt_lang"]:
+        raise ConfigError("data.tgt_lang", "must differ from data.src_lang")
+    positions = presets[teacher_preset].get("max_positions", DEFAULT_MAX_POSITIONS)
+    teacher_training = {**config["training"], **config[TEACHER].get("training", {})}
+    if teacher_training["max_length"] >= positions:
+        raise ConfigError("training.max_length", f"{teacher_training['max_length']} must be "
+                          f"below the teacher preset's max_positions ({positions})")
+    if config["evaluation"]["max_length"] >= positions:
+        raise ConfigError("evaluation.max_length", f"must be below the teacher preset's "
+                          f"max_positions ({positions})")
+    for name in config.get("losses", {}):
+        check_loss_name(f"losses.{name}", name)
+
+
+def check_existing_teacher(existing: dict[str, str]) -> None:
+    key = "teacher.existing"
+    if not existing:
+        return
+    if "checkpoint" in existing and "spm" not in existing:
+        raise ConfigError(f"{key}.spm", "a torch checkpoint needs the SentencePiece model it "
+                          "was trained with")
+    for name, path in existing.items():
+        if not Path(path).exists():
+            raise ConfigError(f"{key}.{name}", f"{path} does not exist")
+    if "ct2_model" in existing and not (Path(existing["ct2_model"]) / "spm.model").is_file():
+        raise ConfigError(f"{key}.ct2_model", f"{existing['ct2_model']} has no spm.model beside "
+                          "the model (export with `nmtkd export`, or copy it there)")
+
+
+def check_loss_parameters(key: str, spec: dict[str, Any], teacher: ModelPlan,
+                          student: ModelPlan) -> None:
+    """Build the loss once (with a small stand-in teacher), so that a wrong parameter fails
+    now, naming its key, and not when training starts."""
+    from nmtkd.model import ModelConfig, Transformer
+
+    spec = dict(spec)
+    if needs_teacher(spec["name"]):
+        if teacher.max_positions < student.max_positions:
+            raise ConfigError(f"{key}.name", "the teacher's preset has fewer max_positions than "
+                              "the student's; the teacher must read every training pair")
+        spec["teacher"] = Transformer(ModelConfig(vocab_size=8, d_model=8, heads=1,
+                                                  encoder_layers=1, decoder_layers=1, ffn_dim=8))
+    try:
+        build_loss(spec)
+    except (NmtkdError, TypeError, ValueError) as error:
+        raise ConfigError(key, str(error)) from None
+
+
+def check_teacher_training(config: dict[str, Any], teacher: ModelPlan,
+                           existing: dict[str, str]) -> None:
+    ct2_only = "ct2_model" in existing and "checkpoint" not in existing
+    for key, settings in (("training", config["training"]),
+                          ("teacher.training", config[TEACHER].get("training", {}))):
+        name = settings.get("loss", {}).get("name")
+        if ct2_only and name is not None and needs_teacher(name):
+            raise ConfigError(f"{key}.loss.name", f"{name!r} needs the teacher's torch "
+                              "checkpoint, but teacher.existing gives only a CTranslate2 model; "
+                              "add teacher.existing.checkpoint and .spm")
+    if existing:
+        return  # an existing teacher is not trained
+    own = "loss" in config[TEACHER].get("training", {})
+    key = "teacher.training.loss" if own else "training.loss"
+    if teacher.needs_teacher:
+        raise ConfigError(f"{key}.name", f"the teacher cannot train with {teacher.loss_name!r}: "
+                          "that loss distils from a teacher (use nll)")
+    check_loss_parameters(key, teacher.training["loss"], teacher, teacher)
+
+
+def check_student_names(config: dict[str, Any]) -> None:
+    names = [entry["name"] for entry in config.get("students", [])]
+    for index, name in enumerate(names):
+        if name == TEACHER or names.index(name) != index:
+            raise ConfigError(f"students[{index}].name", f"{name!r} is " + (
+                "reserved for the teacher" if name == TEACHER else "used by an earlier student"))
+
+
+def check_student_entries(config: dict[str, Any], teacher: ModelPlan,
+                          students: dict[str, ModelPlan], existing: dict[str, str]) -> None:
+    ct2_only = "ct2_model" in existing and "checkpoint" not in existing
+    for index, student in enumerate(students.values()):
+        key = f"students[{index}]"
+        entry = config["students"][index]
+        check_student_model(config, key, student)
+        loss_key = f"{key}.loss" + (".name" if isinstance(entry.get("loss"), dict) else "")
+        check_loss_name(loss_key, student.loss_name)
+        check_loss_parameters(f"{key}.loss", student.training["loss"], teacher, student)
+        if student.needs_teacher and ct2_only:
+            raise ConfigError(loss_key, f"{student.loss_name!r} needs the teacher's torch "
+                              "checkpoint, but teacher.existing gives only a CTranslate2 model")
+        check_init(key, student, students)
+    check_init_chains(students)
+    baseline = config.get("comparison", {}).get("baseline")
+    if baseline is not None and baseline not in students:
+        raise ConfigError("comparison.baseline", f"{baseline!r} is not a student (known: "
+                          f"{', '.join(students)})")
+
+
+def check_student_model(config: dict[str, Any], key: str, student: ModelPlan) -> None:
+    presets = config["presets"]
+    if student.preset not in presets:
+        raise ConfigError(f"{key}.preset", f"unknown preset {student.preset!r} (known: "
+                          f"{known(presets)})")
+    for part in student.parts:
+        if part not in PARTS:
+            raise ConfigError(f"{key}.data", f"unknown data variant {part!r} (known: "
+                              f"{', '.join(PARTS)}, or a list of them)")
+        if part == "best2" and config["distill"]["nbest"] < 2:
+            raise ConfigError(f"{key}.data", "best2 needs distill.nbest >= 2")
+    if student.training["max_length"] >= student.max_positions:
+        raise ConfigError(f"{key}.training.max_length", f"must be below the preset's "
+                          f"max_positions ({student.max_positions})")
+
+
+def check_init(key: str, student: ModelPlan, students: dict[str, ModelPlan]) -> None:
+    init = student.init
+    if init is None:
+        return
+    if init == student.name:
+        raise ConfigError(f"{key}.init", f"{init!r} cannot initialise from itself; name another "
+                          "student to fine-tune")
+    if init not in students:
+        others = ", ".join(n for n in students if n != student.name)
+        raise ConfigError(f"{key}.init", f"unknown init checkpoint {init!r}: it must name "
+                          f"another student (known: {others})")
+    if students[init].preset != student.preset:
+        raise ConfigError(f"{key}.init", f"{init!r} uses another preset than "
+                          f"{student.name!r}; fine-tuning needs the same architecture")
+
+
+def check_init_chains(students: dict[str, ModelPlan]) -> None:
+    """An init chain must end."""
+    for index, (name, student) in enumerate(students.items()):
+        seen, current = {name}, student.init
+        while current is not None:
+            if current in seen:
+                raise ConfigError(f"students[{index}].init", f"the init chain of {name!r} loops "
+                                  f"back to {current!r}")
+            seen.add(current)
+            current = students[current].init

@@ -1,0 +1,112 @@
+"""The resolved plan, built directly from configs (no Snakemake): models, corpora, losses,
+resources and paths as the rules receive them."""
+
+from __future__ import annotations
+
+import pytest
+from workflow_config import base_config, plan_of
+
+from nmtkd.errors import NmtkdError
+from nmtkd.plan import TEACHER
+
+R = "results/multi30k_en_de"
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_of(base_config())
+
+
+def test_models_variants_and_baseline_of_the_default_config(plan):
+    assert plan.models == [TEACHER, "baseline", "word_kd", "seq_kd", "baseline_seqinter",
+                           "seqkd_seqinter", "seqkd_wordkd", "seqkd_seqinter_wordkd"]
+    # gold alone reuses the teacher's encoded data; seqinter and seqkd need their own corpora
+    assert plan.variants == ["seqinter", "seqkd"]
+    assert plan.baseline == "baseline"
+    assert plan.speed_testset == "test_2016_flickr"  # the first test set: config.yaml names none
+    assert plan.beams == [1, 5]
+
+
+def test_losses_get_their_defaults_and_teachers_only_where_needed(plan):
+    word_kd = plan.train_settings("word_kd")["training"]["loss"]
+    assert word_kd == {"name": "word_kd", "alpha": 0.5, "temperature": 1.0,
+                       "label_smoothing": 0.0, "teacher_topk": 8,
+                       "teacher": f"{R}/models/teacher/model.pt"}
+    assert plan.train_settings("baseline")["training"]["loss"] == {"name": "nll",
+                                                                  "label_smoothing": 0.1}
+    assert "teacher" not in plan.training_inputs("seq_kd")
+    assert plan.training_inputs("seqkd_wordkd")["teacher"] == f"{R}/models/teacher/model.pt"
+
+
+def test_fine_tuning_merges_training_keys_over_the_defaults(plan):
+    training = plan.train_settings("seqkd_seqinter")["training"]
+    # student_defaults.training sets 600 updates; the fine-tune's own keys win
+    assert (training["lr"], training["warmup"], training["max_updates"]) == (3e-4, 50, 150)
+    assert training["max_tokens"] == 2500  # from the global training section
+    inputs = plan.training_inputs("seqkd_seqinter")
+    assert inputs["init"] == f"{R}/models/seq_kd/model.pt"
+    assert inputs["train_src"] == f"{R}/data/spm/variants/seqinter.en"
+    assert plan.training_inputs("baseline")["train_tgt"] == f"{R}/data/spm/train.de"
+
+
+def test_resources_come_from_the_section_or_the_defaults(plan):
+    assert plan.teacher.resources.threads == 2 and plan.teacher.resources.mem_mb == 6000
+    student = plan.students["baseline"].resources
+    assert (student.threads, student.mem_mb, student.runtime) == (1, 4000, 120)
+    assert plan.students["baseline"].gpus == 0  # device auto: no GPU is requested
+
+
+def test_corpus_arguments_name_each_file_once():
+    config = base_config()
+    config["students"].append({"name": "base_kd", "data": ["gold", "seqkd", "best2"],
+                               "loss": "nll"})
+    plan = plan_of(config)
+    assert "gold+seqkd+best2" in plan.variants
+    assert plan.corpus_arguments("gold+seqkd+best2") == [
+        "--parts", "gold", "seqkd", "best2", "--gold", f"{R}/data/clean/train.de",
+        "--seqkd", f"{R}/distill/seqkd.de", "--nbest", f"{R}/distill/nbest.tsv"]
+
+
+def test_comparison_manifest_lists_every_result_file(plan):
+    manifest = plan.comparison_manifest()
+    assert [m["name"] for m in manifest["models"]] == plan.models
+    seq_kd = manifest["models"][3]
+    assert seq_kd["eval"]["test_2017_mscoco"] == {
+        "k1": f"{R}/eval/seq_kd/test_2017_mscoco.float32.beam1.json",
+        "beam": f"{R}/eval/seq_kd/test_2017_mscoco.float32.beam5.json",
+        "int8": f"{R}/eval/seq_kd/test_2017_mscoco.int8.beam5.json"}
+    assert seq_kd["benchmark"] == f"{R}/benchmarks/train_student/seq_kd.tsv"
+    # per model: training.json, benchmark, 2 CT2 dirs, 2 speed files, 3 x 3 evaluations,
+    # 3 agreements = 18 files; 8 models
+    assert len(plan.comparison_inputs()) == 18 * 8
+    assert manifest["speed_settings"] == "beam 5, batch 32, 2 threads, one timed run"
+
+
+def test_a_ct2_only_teacher_is_decoded_where_it_is(tmp_path):
+    ct2 = tmp_path / "ct2"
+    ct2.mkdir()
+    (ct2 / "spm.model").write_text("x")
+    config = base_config()
+    config["teacher"]["existing"] = {"ct2_model": str(ct2)}
+    config["students"] = [s for s in config["students"] if "word" not in s["loss"]]
+    config["students"] = [s for s in config["students"] if s.get("init") != "seqkd_wordkd"]
+    plan = plan_of(config)
+    assert plan.teacher_is_ct2_only and not plan.teacher_is_trained
+    assert plan.spm_model() == str(ct2 / "spm.model")
+    assert plan.ct2_model(TEACHER, "int8") == str(ct2)
+    assert plan.compute_type(TEACHER, "int8") == "int8"
+    assert plan.compute_type("baseline", "int8") == "default"
+    assert plan.teacher_exports() == []
+    teacher_row = plan.comparison_manifest()["models"][0]
+    assert teacher_row["training"] is None and teacher_row["agreement"] == {}
+
+
+def test_a_word_level_student_with_a_ct2_only_teacher_is_refused(tmp_path):
+    ct2 = tmp_path / "ct2"
+    ct2.mkdir()
+    (ct2 / "spm.model").write_text("x")
+    config = base_config()
+    config["teacher"]["existing"] = {"ct2_model": str(ct2)}
+    with pytest.raises(NmtkdError, match=r"config error at students\[1\].loss: 'word_kd' needs "
+                                         "the teacher's torch checkpoint"):
+        plan_of(config)
