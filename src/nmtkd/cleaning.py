@@ -67,6 +67,9 @@ def unspaced_letter_pattern() -> re.Pattern[str]:
 
 
 UNSPACED_LETTER = unspaced_letter_pattern()
+FIRST_UNSPACED = min(first for first, _ in (*HAN_RANGES, *UNSPACED_SCRIPT_BLOCKS))
+# a cheap test that rules most non-ASCII text out before the long character class runs
+BEYOND_FIRST_UNSPACED = re.compile(f"[{chr(FIRST_UNSPACED)}-{chr(0x10FFFF)}]")
 LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 
@@ -86,7 +89,11 @@ def sentence_length(text: str) -> int:
     whitespace tokens. Text without letters of an unspaced script (English, German, Korean,
     Russian ...) gets exactly its number of whitespace tokens."""
     tokens = text.split()
-    if text.isascii() or not UNSPACED_LETTER.search(text):
+    # every unspaced script lies at or above U+0E00 (Thai), so Latin, Greek, Cyrillic, Arabic,
+    # Hebrew and Devanagari text skips the long pattern (0.95x the whitespace count's
+    # throughput on Multi30k, bench/cleaning_length.py)
+    if text.isascii() or not BEYOND_FIRST_UNSPACED.search(text) \
+            or not UNSPACED_LETTER.search(text):
         return len(tokens)
     return sum(token_length(token) for token in tokens)
 
