@@ -4,6 +4,8 @@ CTranslate2's beam search on the same trained model."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import ctranslate2
 import pytest
@@ -106,3 +108,33 @@ def test_same_one_best_as_ctranslate2(trained_tiny, exported_tiny, synthetic, sy
                                     / max(1, len(t)) ** length_penalty
                                     for t in (ours[i], theirs[i]))
         assert ours_score >= theirs_score - 1e-3, (i, ours[i], theirs[i])
+
+
+def run_translate(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nmtkd.cli", "translate", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_translate_command_with_the_torch_backend(trained_tiny, exported_tiny, synthetic,
+                                                  synthetic_spm, tmp_path):
+    source = synthetic["test"][0]
+    common = ["--input", source, "--beam-size", "4", "--nbest", "3", "--max-length", "100"]
+    torch_run = run_translate("--backend", "torch", "--model", trained_tiny, "--spm",
+                              synthetic_spm, "--output", tmp_path / "t.txt", "--nbest-output",
+                              tmp_path / "t.tsv", *common)
+    assert torch_run.returncode == 0, torch_run.stderr
+    ct2_run = run_translate("--model", exported_tiny, "--output", tmp_path / "c.txt",
+                            "--nbest-output", tmp_path / "c.tsv", *common)
+    assert ct2_run.returncode == 0, ct2_run.stderr
+    ours, theirs = read_lines(tmp_path / "t.txt"), read_lines(tmp_path / "c.txt")
+    assert len(ours) == len(theirs) == len(read_lines(source))
+    assert sum(a == b for a, b in zip(ours, theirs, strict=True)) >= 0.97 * len(ours)
+    table = [line.split("\t") for line in read_lines(tmp_path / "t.tsv")]
+    assert len(table) == 3 * len(ours)
+    assert [row[3] for row in table if row[1] == "0"] == ours  # rank 0 is the 1-best
+    refused = run_translate("--backend", "torch", "--model", trained_tiny, "--input", source,
+                            "--output", tmp_path / "x.txt")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == ("nmtkd translate: error: --backend torch needs --spm "
+                                      "(the model's SentencePiece model)")
+    assert not (tmp_path / "x.txt").exists()

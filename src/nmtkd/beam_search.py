@@ -102,6 +102,27 @@ def beam_search(model: Transformer, sources: list[list[int]], beam_size: int = 5
     return [search.best(nbest, length_penalty) for search in searches]
 
 
+def beam_translate_ids(model: Transformer, sources: list[list[int]], batch_size: int = 32,
+                       beam_size: int = 5, max_length: int = 256, length_penalty: float = 1.0,
+                       nbest: int = 1, device: torch.device | str = "cpu",
+                       progress: bool = True) -> list[list[Hypothesis]]:
+    """Beam-search many sentences in length-sorted batches; results in input order."""
+    from tqdm import tqdm
+
+    from nmtkd.decoding import sorted_chunks
+
+    results: list[list[Hypothesis]] = [[] for _ in sources]
+    with tqdm(total=len(sources), desc="beam search", unit=" sent", mininterval=2.0,
+              disable=not progress) as bar:
+        for chunk in sorted_chunks([len(s) for s in sources], batch_size):
+            found = beam_search(model, [sources[i] for i in chunk], beam_size, max_length,
+                                length_penalty, nbest, device)
+            for index, hypotheses in zip(chunk, found, strict=True):
+                results[index] = hypotheses
+            bar.update(len(chunk))
+    return results
+
+
 def start(model: Transformer, sources: list[list[int]], beam_size: int,
           device: torch.device | str) -> BeamState:
     source = pad([encode_source(s) for s in sources]).to(device)

@@ -235,7 +235,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     if args.nbest > 1 and not args.nbest_output:
         raise NmtkdError("--nbest needs --nbest-output (the output file holds the 1-best only)")
     translate_file(Path(args.model), Path(args.input), Path(args.output), _decode_options(args),
-                   Path(args.nbest_output) if args.nbest_output else None)
+                   Path(args.nbest_output) if args.nbest_output else None, args.backend,
+                   Path(args.spm) if args.spm else None)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -160,8 +160,12 @@ def _train_command(command) -> None:
 
 
 def _decode_commands(command) -> None:
-    p = command("translate", "Translate a file with CTranslate2 beam search")
-    add_path(p, "--model", INPUT, required=True, help="CTranslate2 model directory")
+    p = command("translate", "Translate a file with beam search: CTranslate2, or the project's "
+                "torch search on a checkpoint")
+    add_path(p, "--model", INPUT, required=True,
+             help="CTranslate2 model directory (a torch checkpoint with --backend torch)")
+    p.add_argument("--backend", default="ctranslate2", choices=["ctranslate2", "torch"])
+    add_path(p, "--spm", INPUT, help="SentencePiece model (--backend torch)")
     add_path(p, "--input", INPUT, required=True)
     add_path(p, "--output", OUTPUT, required=True)
     add_path(p, "--nbest-output", OUTPUT, help="TSV: sentence id, rank, score, text "

@@ -1,4 +1,5 @@
-"""Beam search with CTranslate2: detokenized output in input order and optional n-best TSV."""
+"""Beam search over a file, with CTranslate2 (default) or the project's torch search:
+detokenized output in input order and an optional n-best TSV."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from tqdm import tqdm
 from nmtkd.errors import NmtkdError
 from nmtkd.spm import Tokenizer
 from nmtkd.textio import atomic_paths, read_lines
+
+BACKENDS = ("ctranslate2", "torch")
 
 
 @dataclass(frozen=True)
@@ -74,22 +77,59 @@ def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, li
     return Hypotheses(texts, scores)
 
 
-def translate_file(model_dir: Path, input_path: Path, output_path: Path, options: DecodeOptions,
-                   nbest_path: Path | None = None) -> Hypotheses:
-    """Translate a file; with `nbest_path`, also write `options.nbest` candidates per sentence
-    (from a second search with beam = nbest when that exceeds the beam size)."""
+def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions):
+    """`translate_lines` for the torch backend: the project's beam search on a checkpoint."""
+    import torch
+
+    from nmtkd.beam_search import beam_translate_ids
+    from nmtkd.checkpoint import load_model
+
+    if spm is None:
+        raise NmtkdError("--backend torch needs --spm (the model's SentencePiece model)")
+    if options.compute_type not in ("default", "float32"):
+        raise NmtkdError(f"--backend torch decodes in float32, not {options.compute_type}")
+    model, _ = load_model(checkpoint)
+    tokenizer = Tokenizer(spm)
+    device = "cuda" if options.device == "cuda" or (
+        options.device == "auto" and torch.cuda.is_available()) else "cpu"
+    model.to(device)
+    torch.set_num_threads(options.threads)
+
+    def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
+        found = beam_translate_ids(model, tokenizer.encode_ids(lines), settings.batch_size,
+                                   settings.beam_size, settings.max_length,
+                                   settings.length_penalty, settings.nbest, device)
+        return Hypotheses([tokenizer.decode_ids([h.tokens for h in hyps]) for hyps in found],
+                          [[h.score for h in hyps] for hyps in found])
+
+    return translate
+
+
+def ctranslate2_translator(model_dir: Path, options: DecodeOptions):
+    translator, tokenizer = load_translator(model_dir, options)
+    return lambda lines, settings: translate_lines(translator, tokenizer, lines, settings)
+
+
+def translate_file(model: Path, input_path: Path, output_path: Path, options: DecodeOptions,
+                   nbest_path: Path | None = None, backend: str = "ctranslate2",
+                   spm: Path | None = None) -> Hypotheses:
+    """Translate a file with a CTranslate2 model directory, or (backend "torch") a torch
+    checkpoint and its `spm`; with `nbest_path`, also write `options.nbest` candidates per
+    sentence (from a second search with beam = nbest when that exceeds the beam size)."""
     lines = read_lines(input_path)
     if not lines:
         raise NmtkdError(f"{input_path}: file is empty")
-    translator, tokenizer = load_translator(model_dir, options)
+    if backend not in BACKENDS:
+        raise NmtkdError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    translate = (torch_translator(model, spm, options) if backend == "torch"
+                 else ctranslate2_translator(model, options))
     if nbest_path is not None and options.nbest > options.beam_size:
         # the 1-best comes from the configured beam; a larger n-best needs a wider second search
-        best = translate_lines(translator, tokenizer, lines, replace(options, nbest=1))
-        hyps = translate_lines(translator, tokenizer, lines,
-                               replace(options, beam_size=options.nbest))
+        best = translate(lines, replace(options, nbest=1))
+        hyps = translate(lines, replace(options, beam_size=options.nbest))
     else:
         nbest = options.nbest if nbest_path is not None else 1
-        best = hyps = translate_lines(translator, tokenizer, lines, replace(options, nbest=nbest))
+        best = hyps = translate(lines, replace(options, nbest=nbest))
     targets = [output_path] if nbest_path is None else [output_path, nbest_path]
     with atomic_paths(targets) as temporaries:  # text and n-best appear together
         with temporaries[0].open("w", encoding="utf-8") as handle:
