@@ -219,6 +219,8 @@ CASES = [
          "--report $d/r.json", "--out-tgt and --tgt", symlink_to_target),
     case("clean-max-tokens-0", f"{CLEAN} --out-src $d/x.en --out-tgt $d/x.de "
          "--report $d/r.json --max-tokens 0", "argument --max-tokens: must be at least 1"),
+    case("clean-max-ratio-below-1", f"{CLEAN} --out-src $d/x.en --out-tgt $d/x.de "
+         "--report $d/r.json --max-ratio 0.5", "argument --max-ratio: must be at least 1"),
     case("clean-report-in-read-only-folder", f"{CLEAN} --out-src $d/x.en --out-tgt $d/x.de "
          "--report $ro/out.txt", "$ro/out.txt", read_only_folder),
     # spm-train

@@ -9,7 +9,7 @@ from workflow_config import run_snakemake
 from nmtkd.chunks import gather_files, gather_nbest, split_file
 from nmtkd.errors import NmtkdError
 from nmtkd.export import export_model
-from nmtkd.selection import read_nbest
+from nmtkd.seqinter import read_nbest
 from nmtkd.textio import read_lines
 
 

@@ -10,7 +10,7 @@ from nmtkd.batching import ParallelData
 from nmtkd.errors import NmtkdError
 from nmtkd.losses import LabelSmoothedNLL, WordKD, build_loss, soft_cross_entropy
 from nmtkd.model import ModelConfig, Transformer
-from nmtkd.selection import Candidate, read_nbest, select_closest, select_file, similarity_function
+from nmtkd.seqinter import Candidate, read_nbest, select_closest, select_file, similarity_function
 
 
 def test_soft_cross_entropy_matches_hand_computation():

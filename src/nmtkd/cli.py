@@ -256,7 +256,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    from nmtkd.selection import select_file
+    from nmtkd.seqinter import select_file
 
     chosen = select_file(Path(args.nbest), Path(args.references), Path(args.output), args.metric)
     top = sum(c.rank == 0 for c in chosen)

@@ -38,6 +38,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def length_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 1.0:  # longer / shorter is never below 1: a smaller bound drops every pair
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -83,7 +93,8 @@ def _data_commands(command) -> None:
     add_path(p, "--out-tgt", OUTPUT, required=True)
     add_path(p, "--report", OUTPUT, required=True, help="JSON file with the drop counts")
     p.add_argument("--max-tokens", type=positive_int, default=100)
-    p.add_argument("--max-ratio", type=float, default=3.0)
+    p.add_argument("--max-ratio", type=length_ratio, default=3.0,
+                   help="longest allowed longer/shorter length ratio")
     p.add_argument("--drop-src-equals-tgt", action="store_true")
     p.add_argument("--keep-duplicates", action="store_true")
 

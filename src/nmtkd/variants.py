@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nmtkd.errors import NmtkdError
-from nmtkd.selection import read_nbest
+from nmtkd.seqinter import read_nbest
 from nmtkd.spm import Tokenizer
 from nmtkd.textio import atomic_paths, read_lines
 
