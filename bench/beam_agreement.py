@@ -26,7 +26,8 @@ from nmtkd.textio import read_lines
 
 
 def normalised_score(model, source: list[int], target: list[int], penalty: float) -> float:
-    return sum(score_targets(model, [source], [target])[0]) / max(1, len(target)) ** penalty
+    # the length counts the </s>, as CTranslate2 4 normalises
+    return sum(score_targets(model, [source], [target])[0]) / (len(target) + 1) ** penalty
 
 
 def compare(path: Path, model, translator, tokenizer: Tokenizer, args) -> tuple[int, int]:

@@ -62,12 +62,13 @@ def test_scripted_search_with_and_without_length_penalty():
     # slot goes to ab; without a length penalty the search stops there: b, log .36
     (best,), = beam_search(model, [[7]], beam_size=2, length_penalty=0.0)
     assert best.tokens == [B] and best.score == pytest.approx(math.log(0.36), abs=1e-6)
-    # with length penalty 1 it goes on: aa</s> .2214 and ab</s> .1872 finish at step 2, and
-    # log(.2214)/2 = -0.754 beats log(.1872)/2 = -0.838 and log(.36)/1 = -1.022
+    # with length penalty 1 it goes on: aa</s> .2214 and ab</s> .1872 finish at step 2; the
+    # length counts the </s>: log(.2214)/3 = -0.503 beats log(.36)/2 = -0.511, which beats
+    # log(.1872)/3 = -0.559
     hyps, = beam_search(model, [[7]], beam_size=2, length_penalty=1.0, nbest=2)
-    assert [h.tokens for h in hyps] == [[A, A], [A, B]]
-    assert [h.score for h in hyps] == pytest.approx([math.log(0.2214) / 2,
-                                                     math.log(0.1872) / 2], abs=1e-6)
+    assert [h.tokens for h in hyps] == [[A, A], [B]]
+    assert [h.score for h in hyps] == pytest.approx([math.log(0.2214) / 3,
+                                                     math.log(0.36) / 2], abs=1e-6)
     # greedy (beam 1): a .6, then a .41, then </s>
     (greedy,), = beam_search(model, [[7]], beam_size=1, length_penalty=0.0)
     assert greedy.tokens == [A, A] and greedy.score == pytest.approx(math.log(0.2214), abs=1e-6)
@@ -105,9 +106,9 @@ def test_same_one_best_as_ctranslate2(trained_tiny, exported_tiny, synthetic, sy
     # any difference is a near-tie: both outputs score the same under the torch model
     for i in differ:
         ours_score, theirs_score = (sum(score_targets(model, [sources[i]], [t])[0])
-                                    / max(1, len(t)) ** length_penalty
+                                    / (len(t) + 1) ** length_penalty  # the </s> counts
                                     for t in (ours[i], theirs[i]))
-        assert ours_score >= theirs_score - 1e-3, (i, ours[i], theirs[i])
+        assert abs(ours_score - theirs_score) < 1e-3, (i, ours[i], theirs[i])
 
 
 def run_translate(*args) -> subprocess.CompletedProcess:

@@ -8,7 +8,8 @@ normalisation, following the search that CTranslate2 runs on the exported model:
     the other `beam` candidates;
   * with a length penalty, a sentence is done once `beam` hypotheses are finished; without,
     once its best candidate is finished and `nbest` are;
-  * finished scores are divided by length ** length_penalty (length without </s>), sorted.
+  * finished scores are divided by length ** length_penalty, where the length counts the
+    generated tokens with the </s> (as CTranslate2 4 does), and sorted.
 
 Teacher ensembles and kNN-MT decode through this search: they change the step's
 log-probabilities, which CTranslate2 cannot do.
@@ -30,14 +31,15 @@ from nmtkd.spm import BOS_ID, EOS_ID
 @dataclass(frozen=True)
 class Hypothesis:
     tokens: list[int]  # without </s>
-    score: float  # the cumulative log-probability (with </s>) / length ** length_penalty
+    score: float  # cumulative log-probability (with </s>) / generated length ** length_penalty
 
 
 @dataclass
 class SentenceSearch:
     """The finished hypotheses of one sentence while its beams are still searched."""
 
-    finished: list[tuple[float, list[int]]] = field(default_factory=list)
+    finished: list[tuple[float, list[int], int]] = field(default_factory=list)  # score, tokens,
+    # and the generated length (the tokens and, unless cut at the length limit, the </s>)
     top_finished: bool = False
 
     def done(self, beam_size: int, nbest: int, length_penalty: float) -> bool:
@@ -46,8 +48,8 @@ class SentenceSearch:
         return len(self.finished) >= beam_size
 
     def best(self, nbest: int, length_penalty: float) -> list[Hypothesis]:
-        hypotheses = [Hypothesis(tokens, normalised(score, len(tokens), length_penalty))
-                      for score, tokens in self.finished]
+        hypotheses = [Hypothesis(tokens, normalised(score, length, length_penalty))
+                      for score, tokens, length in self.finished]
         return sorted(hypotheses, key=lambda h: -h.score)[:nbest]
 
 
@@ -153,9 +155,9 @@ def advance(state: BeamState, log_probs: Tensor, searches: list[SentenceSearch],
             slot = k
             if words[i][k] == EOS_ID or last_step:
                 search.top_finished |= k == 0
-                tokens = sequences[i * beam_size + origins[i][k]][1:]
-                search.finished.append((scores[i][k], tokens + ([] if words[i][k] == EOS_ID
-                                                                 else [words[i][k]])))
+                tokens = sequences[i * beam_size + origins[i][k]][1:] + [words[i][k]]
+                search.finished.append((scores[i][k], tokens[:-1] if tokens[-1] == EOS_ID
+                                        else tokens, len(tokens)))
                 slot = next((j for j in range(spare, 2 * beam_size) if words[i][j] != EOS_ID),
                             k)
                 spare = slot + 1 if slot != k else spare
