@@ -7,7 +7,8 @@ rule split_distill_source:
     input:
         f"{RESULTS}/data/clean/train.{SRC}",
     output:
-        scatter.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}"),
+        # chunk files are intermediates: removed once the gathered outputs exist
+        temp(scatter.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}")),
     log:
         f"{LOGS}/split_distill_source.log",
     threads: 1
@@ -23,8 +24,8 @@ rule distill_chunk:
         model=PLAN.ct2_model(TEACHER, "float32"),
         src=f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}",
     output:
-        best=f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}",
-        nbest=f"{RESULTS}/distill/chunks/{{scatteritem}}.nbest.tsv",
+        best=temp(f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}"),
+        nbest=temp(f"{RESULTS}/distill/chunks/{{scatteritem}}.nbest.tsv"),
     params:
         beam=DISTILL["beam_size"],
         nbest=DISTILL["nbest"],

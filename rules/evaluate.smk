@@ -91,6 +91,8 @@ rule top1_agreement:
         f"{RESULTS}/eval/{{model}}/{{testset}}.agreement.json",
     log:
         f"{LOGS}/top1_agreement/{{model}}.{{testset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/top1_agreement/{{model}}.{{testset}}.tsv"
     threads: 1
     resources:
         mem_mb=config["resources"]["mem_mb"],
