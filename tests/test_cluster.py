@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from slurm_cluster import local_slurm, unavailable_reason
-from workflow_config import REPO, run_snakemake, tiny_config
+from workflow_config import REPO, run_snakemake, synthetic_data, tiny_config
 
 from nmtkd.errors import NmtkdError
 from nmtkd.gpus import claim_gpus, release_all
@@ -23,10 +23,7 @@ from nmtkd.synthetic import write_corpus
 def synthetic_config(directory: Path, experiment: str) -> dict:
     paths = write_corpus(directory, {"train": 1500, "valid": 100, "test": 100},
                          src_lang="xx", tgt_lang="yy")
-    data = {"src_lang": "xx", "tgt_lang": "yy",
-            "train": {"src": str(paths["train"][0]), "tgt": str(paths["train"][1])},
-            "valid": {"src": str(paths["valid"][0]), "tgt": str(paths["valid"][1])},
-            "test": {"synthetic": {"src": str(paths["test"][0]), "tgt": str(paths["test"][1])}}}
+    data = synthetic_data(paths)
     config = tiny_config(experiment, data, max_updates=150, valid_interval=75, lr=0.002,
                          max_tokens=1500)
     config["sentencepiece"]["vocab_size"] = 120

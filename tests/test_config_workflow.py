@@ -10,7 +10,14 @@ import shutil
 import pytest
 import yaml
 from test_config_files import en_fr_override
-from workflow_config import REPO, assert_dry_run_fails, base_config, run_snakemake, tiny_config
+from workflow_config import (
+    REPO,
+    assert_dry_run_fails,
+    base_config,
+    run_snakemake,
+    synthetic_data,
+    tiny_config,
+)
 
 
 def one_line_failure(result) -> str:
@@ -109,12 +116,7 @@ def test_paths_reaching_the_shell_are_quoted(synthetic, synthetic_spm, trained_t
     shutil.copyfile(synthetic_spm, spm)
     workdir = tmp_path / "work"
     workdir.mkdir()
-    data = {"src_lang": "xx", "tgt_lang": "yy",
-            "train": {"src": str(synthetic["train"][0]), "tgt": str(synthetic["train"][1])},
-            "valid": {"src": str(synthetic["valid"][0]), "tgt": str(synthetic["valid"][1])},
-            "test": {"synthetic": {"src": str(synthetic["test"][0]),
-                                   "tgt": str(synthetic["test"][1])}}}
-    config = tiny_config("quoted", data)
+    config = tiny_config("quoted", synthetic_data(synthetic))
     config["teacher"]["existing"] = {"checkpoint": str(checkpoint), "spm": str(spm)}
     run_snakemake(workdir, config, "--cores", "1",
                   "results/quoted/models/teacher/ct2_float32",

@@ -5,18 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from workflow_config import run_snakemake, tiny_config
+from workflow_config import run_snakemake, synthetic_data, tiny_config
 
 from nmtkd.export import export_model
 
 
 def config_for(synthetic, existing: dict) -> dict:
-    data = {"src_lang": "xx", "tgt_lang": "yy",
-            "train": {"src": str(synthetic["train"][0]), "tgt": str(synthetic["train"][1])},
-            "valid": {"src": str(synthetic["valid"][0]), "tgt": str(synthetic["valid"][1])},
-            "test": {"synthetic": {"src": str(synthetic["test"][0]),
-                                   "tgt": str(synthetic["test"][1])}}}
-    config = tiny_config("reuse", data)
+    config = tiny_config("reuse", synthetic_data(synthetic))
     config["teacher"]["existing"] = existing
     config["evaluation"]["max_length"] = 60
     return config

@@ -82,12 +82,18 @@ def test_comparison_manifest_lists_every_result_file(plan):
     assert manifest["speed_settings"] == "beam 5, batch 32, 2 threads, one timed run"
 
 
-def test_a_ct2_only_teacher_is_decoded_where_it_is(tmp_path):
-    ct2 = tmp_path / "ct2"
+def with_ct2_only_teacher(folder):
+    """The default config with an existing CT2-only teacher (a folder with an spm.model)."""
+    ct2 = folder / "ct2"
     ct2.mkdir()
     (ct2 / "spm.model").write_text("x")
     config = base_config()
     config["teacher"]["existing"] = {"ct2_model": str(ct2)}
+    return config, ct2
+
+
+def test_a_ct2_only_teacher_is_decoded_where_it_is(tmp_path):
+    config, ct2 = with_ct2_only_teacher(tmp_path)
     config["students"] = [s for s in config["students"] if "word" not in s["loss"]]
     config["students"] = [s for s in config["students"] if s.get("init") != "seqkd_wordkd"]
     plan = plan_of(config)
@@ -102,11 +108,7 @@ def test_a_ct2_only_teacher_is_decoded_where_it_is(tmp_path):
 
 
 def test_a_word_level_student_with_a_ct2_only_teacher_is_refused(tmp_path):
-    ct2 = tmp_path / "ct2"
-    ct2.mkdir()
-    (ct2 / "spm.model").write_text("x")
-    config = base_config()
-    config["teacher"]["existing"] = {"ct2_model": str(ct2)}
+    config, _ = with_ct2_only_teacher(tmp_path)
     with pytest.raises(NmtkdError, match=r"config error at students\[1\].loss: 'word_kd' needs "
                                          "the teacher's torch checkpoint"):
         plan_of(config)

@@ -15,6 +15,7 @@ from workflow_config import (
     base_config,
     multi30k_subset,
     run_snakemake,
+    synthetic_data,
     tiny_config,
 )
 
@@ -135,10 +136,7 @@ def test_multi30k_tiny_end_to_end_and_single_stage_rerun(tmp_path):
 def test_synthetic_task_is_learned_to_90_bleu_and_its_seq_kd_student_follows(tmp_path):
     paths = write_corpus(tmp_path, {"train": 4000, "valid": 200, "test": 300},
                          src_lang="xx", tgt_lang="yy")
-    data = {"src_lang": "xx", "tgt_lang": "yy",
-            "train": {"src": str(paths["train"][0]), "tgt": str(paths["train"][1])},
-            "valid": {"src": str(paths["valid"][0]), "tgt": str(paths["valid"][1])},
-            "test": {"synthetic": {"src": str(paths["test"][0]), "tgt": str(paths["test"][1])}}}
+    data = synthetic_data(paths)
     config = tiny_config("synthetic", data, max_updates=800, valid_interval=200, lr=0.002,
                          warmup=200, max_tokens=1500)
     config["sentencepiece"]["vocab_size"] = 120

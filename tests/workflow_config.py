@@ -42,6 +42,15 @@ def tiny_config(experiment: str, data: dict[str, Any], **training: Any) -> dict[
     return config
 
 
+def synthetic_data(synthetic: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
+    """A config's `data` section for the synthetic corpus fixture (languages xx -> yy)."""
+    return {"src_lang": "xx", "tgt_lang": "yy",
+            "train": {"src": str(synthetic["train"][0]), "tgt": str(synthetic["train"][1])},
+            "valid": {"src": str(synthetic["valid"][0]), "tgt": str(synthetic["valid"][1])},
+            "test": {"synthetic": {"src": str(synthetic["test"][0]),
+                                   "tgt": str(synthetic["test"][1])}}}
+
+
 def with_default_students(config: dict[str, Any], **fine_tuning: Any) -> dict[str, Any]:
     """The default config's students (Kim & Rush's rows), fine-tuning shortened."""
     config["students"] = base_config()["students"]

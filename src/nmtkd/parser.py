@@ -28,34 +28,28 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def bounded(text: str, convert: type, minimum: float, kind: str, bound: str) -> Any:
+    """`text` as a number of type `convert`, at least `minimum`; else a usage error."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not value >= minimum:
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def length_ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 1.0:  # longer / shorter is never below 1: a smaller bound drops every pair
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return bounded(text, int, 1, "a whole number", "at least 1")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return bounded(text, int, 0, "a whole number", "0 or more")
+
+
+def length_ratio(text: str) -> float:
+    # longer / shorter is never below 1: a smaller bound would drop every pair
+    return bounded(text, float, 1.0, "a number", "at least 1")
 
 
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:

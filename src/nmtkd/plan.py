@@ -11,8 +11,8 @@ from typing import Any
 
 from nmtkd.configfiles import deep_merge
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import LOSSES, needs_teacher
-from nmtkd.variants import PART_FILES, PARTS
+from nmtkd.losses import needs_teacher
+from nmtkd.variants import PART_FILES
 
 TEACHER = "teacher"
 DEFAULT_MAX_POSITIONS = 1024
@@ -22,10 +22,6 @@ class ConfigError(NmtkdError):
     def __init__(self, key: str, message: str):
         super().__init__(f"config error at {key}: {message}")
         self.key = key
-
-
-def known(names) -> str:
-    return ", ".join(sorted(names))
 
 
 @dataclass(frozen=True)
@@ -321,7 +317,8 @@ def build_plan(config: dict[str, Any]) -> Plan:
         check_teacher_training,
     )
 
-    check_general(config)
+    teacher = teacher_plan(config)
+    check_general(config, teacher)
     testsets = list(config["data"]["test"])
     speed_testset = config["evaluation"]["speed"].get("testset") or testsets[0]
     if speed_testset not in testsets:
@@ -329,7 +326,6 @@ def build_plan(config: dict[str, Any]) -> Plan:
                           f"(known: {', '.join(testsets)})")
     existing = dict(config["teacher"].get("existing") or {})
     check_existing_teacher(existing)
-    teacher = teacher_plan(config)
     check_teacher_training(config, teacher, existing)
     students = student_plans(config)
     check_student_entries(config, teacher, students, existing)
@@ -409,5 +405,3 @@ def default_baseline(config: dict[str, Any], students: dict[str, ModelPlan]) -> 
             return name
     return None
 
-
-__all__ = ["LOSSES", "PARTS", "ConfigError", "ModelPlan", "Plan", "build_plan"]

@@ -7,8 +7,12 @@ from typing import Any
 
 from nmtkd.errors import NmtkdError
 from nmtkd.losses import LOSSES, build_loss, needs_teacher
-from nmtkd.plan import DEFAULT_MAX_POSITIONS, TEACHER, ConfigError, ModelPlan, known
+from nmtkd.plan import TEACHER, ConfigError, ModelPlan
 from nmtkd.variants import PARTS
+
+
+def known(names) -> str:
+    return ", ".join(sorted(names))
 
 
 def check_loss_name(key: str, name: str) -> None:
@@ -16,7 +20,7 @@ def check_loss_name(key: str, name: str) -> None:
         raise ConfigError(key, f"unknown loss {name!r} (known: {known(LOSSES)})")
 
 
-def check_general(config: dict[str, Any]) -> None:
+def check_general(config: dict[str, Any], teacher: ModelPlan) -> None:
     presets = config["presets"]
     teacher_preset = config[TEACHER]["preset"]
     if teacher_preset not in presets:
@@ -35,10 +39,9 @@ def check_general(config: dict[str, Any]) -> None:
             raise ConfigError(f"presets.{name}", "d_model must be divisible by heads")
     if config["data"]["src_lang"] == config["data"]["tgt_lang"]:
         raise ConfigError("data.tgt_lang", "must differ from data.src_lang")
-    positions = presets[teacher_preset].get("max_positions", DEFAULT_MAX_POSITIONS)
-    teacher_training = {**config["training"], **config[TEACHER].get("training", {})}
-    if teacher_training["max_length"] >= positions:
-        raise ConfigError("training.max_length", f"{teacher_training['max_length']} must be "
+    positions = teacher.max_positions
+    if teacher.training["max_length"] >= positions:
+        raise ConfigError("training.max_length", f"{teacher.training['max_length']} must be "
                           f"below the teacher preset's max_positions ({positions})")
     if config["evaluation"]["max_length"] >= positions:
         raise ConfigError("evaluation.max_length", f"must be below the teacher preset's "

@@ -30,13 +30,21 @@ def open_binary(path: str | Path) -> IO[bytes]:
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def starts_with_bom(path: str | Path) -> bool:
-    """Whether the (decompressed) file starts with a UTF-8 byte-order mark."""
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[IO[bytes]]:
+    """`open_binary`, with a read that fails on corrupt or truncated compressed data turned
+    into one line naming the file."""
     with open_binary(path) as handle:
         try:
-            return handle.read(len(UTF8_BOM)) == UTF8_BOM
+            yield handle
         except (EOFError, OSError, zlib.error) as error:
             raise NmtkdError(f"{path}: corrupt or truncated compressed file ({error})") from None
+
+
+def starts_with_bom(path: str | Path) -> bool:
+    """Whether the (decompressed) file starts with a UTF-8 byte-order mark."""
+    with reading(path) as handle:
+        return handle.read(len(UTF8_BOM)) == UTF8_BOM
 
 
 def looks_cr_only(path: str | Path, probe_bytes: int = 1 << 16) -> bool:
@@ -54,14 +62,11 @@ def iter_raw_lines(path: str | Path) -> Iterator[bytes]:
     """Yield each line as bytes without its line ending (streaming, constant memory).
 
     A UTF-8 byte-order mark at the start of the file is not part of the first line."""
-    with open_binary(path) as handle:
-        try:
-            for number, line in enumerate(handle):
-                if number == 0 and line.startswith(UTF8_BOM):
-                    line = line[len(UTF8_BOM):]
-                yield line.rstrip(b"\r\n")
-        except (EOFError, OSError, zlib.error) as error:
-            raise NmtkdError(f"{path}: corrupt or truncated compressed file ({error})") from None
+    with reading(path) as handle:
+        for number, line in enumerate(handle):
+            if number == 0 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM):]
+            yield line.rstrip(b"\r\n")
 
 
 def iter_lines(path: str | Path) -> Iterator[str]:
