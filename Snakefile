@@ -21,6 +21,7 @@ include: "rules/teacher.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/distill.smk"
+include: "rules/teacher_signals.smk"
 include: "rules/students.smk"
 include: "rules/report.smk"
 

@@ -17,7 +17,8 @@ import yaml
 from common import REPO, multi30k_lines
 
 from nmtkd.batching import ParallelData, token_batches
-from nmtkd.losses import LabelSmoothedNLL
+from nmtkd.criteria import TrainingStep
+from nmtkd.criteria.nll import LabelSmoothedNLL
 from nmtkd.model import ModelConfig, Transformer
 from nmtkd.spm import Tokenizer, train_spm
 from nmtkd.textio import write_lines
@@ -48,6 +49,8 @@ def measure(cfg: ModelConfig, data: ParallelData, precision: str, updates: int,
     model = Transformer(cfg).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
     loss_fn = LabelSmoothedNLL(0.1)
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
+                else contextlib.nullcontext)
     batches = token_batches(data, max_tokens, seed=1, epoch=0)
     warmup = 3
     tokens = flops = 0.0
@@ -56,17 +59,13 @@ def measure(cfg: ModelConfig, data: ParallelData, precision: str, updates: int,
         if step == warmup:
             start, tokens, flops = time.perf_counter(), 0.0, 0.0
         batch = data.collate(indices)
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                    else contextlib.nullcontext())
-        with autocast:
-            logits = model(batch.source, batch.target_in)
-        out = loss_fn(logits, batch)
+        out = loss_fn(TrainingStep(model, batch, step + 1, autocast))
         optimizer.zero_grad()
-        (out.loss / out.tokens).backward()
+        (out.loss / out.normaliser).backward()
         optimizer.step()
         src_tokens = int((batch.source != 0).sum())
-        tokens += out.tokens
-        flops += linear_flops_per_batch(cfg, src_tokens, out.tokens)
+        tokens += out.normaliser
+        flops += linear_flops_per_batch(cfg, src_tokens, out.normaliser)
     seconds = time.perf_counter() - start
     return {"tokens_per_s": tokens / seconds, "flops": flops / seconds}
 

@@ -1,8 +1,8 @@
 """Word-KD training step time against the baseline's (NLL) on the default presets: the teacher
 run on every batch over the full vocabulary (teacher_topk 0), and the teacher's top-k logits
-computed once before training (teacher_topk 8; its one-off cost is reported and amortised
-over the student's updates). The kNN-KD paper reports Word-KD at 0.88x the baseline's
-updates/s.
+computed once by the teacher-signals job and read from its memory-mapped files (teacher_topk
+8; the job's one-off cost is reported and amortised over the student's updates). The kNN-KD
+paper reports Word-KD at 0.88x the baseline's updates/s.
 
     python bench/word_kd_speed.py [--updates 20] [--rounds 3] [--threads 1]
 """
@@ -20,17 +20,25 @@ import yaml
 from common import REPO, multi30k_lines
 
 from nmtkd.batching import ParallelData
-from nmtkd.losses import LabelSmoothedNLL, WordKD, prepare_loss
+from nmtkd.criteria.nll import LabelSmoothedNLL
+from nmtkd.criteria.word_kd import WordKD
 from nmtkd.model import ModelConfig, Transformer
 from nmtkd.spm import Tokenizer, train_spm
+from nmtkd.teacher_signals import TeacherSignals, write_signals
 from nmtkd.textio import write_lines
 from nmtkd.trainer import TrainConfig, Trainer
 
 
-def make_trainer(cfg: ModelConfig, data: ParallelData, loss, workdir: Path,
+def make_trainer(cfg: ModelConfig, data: ParallelData, criterion, workdir: Path,
                  max_tokens: int, threads: int) -> Trainer:
     settings = TrainConfig(max_tokens=max_tokens, threads=threads, device="cpu")
-    return Trainer(cfg, settings, data, data, [], None, workdir, loss=loss)
+    return Trainer(cfg, settings, data, data, [], None, workdir, criterion=criterion)
+
+
+def word_kd(alpha: float, topk: int, teacher=None, signals=None) -> WordKD:
+    criterion = WordKD(alpha=alpha, teacher_topk=topk)
+    criterion.bind(teacher_model=teacher, teacher_signals=signals)
+    return criterion
 
 
 def time_updates(trainer: Trainer, groups: list[list[list[int]]]) -> float:
@@ -65,18 +73,19 @@ def main() -> None:
         teacher_cfg = ModelConfig(vocab_size=vocab, **config["presets"]["teacher"])
         torch.manual_seed(0)
         teacher = Transformer(teacher_cfg).eval()
-        word_kd = config["losses"]["word_kd"]
-        losses = {
-            "baseline (nll)": LabelSmoothedNLL(0.1),
-            "word_kd full vocab": WordKD(teacher, alpha=word_kd["alpha"], teacher_topk=0),
-            "word_kd top-8": WordKD(teacher, alpha=word_kd["alpha"], teacher_topk=8),
-        }
-        trainers = {name: make_trainer(student_cfg, data, loss, tmp / name.split()[0],
-                                       args.max_tokens, args.threads)
-                    for name, loss in losses.items()}
-        started = time.perf_counter()
-        prepare_loss(losses["word_kd top-8"], data, torch.device("cpu"), args.max_tokens)
+        alpha = config["losses"]["word_kd"]["alpha"]
+        started = time.perf_counter()  # the teacher-signals job of the workflow
+        write_signals(teacher, data, len(data), 8, args.max_tokens, tmp / "signals",
+                      torch.device("cpu"), {"teacher": "random", "corpus": "bench"})
         prepare_seconds = time.perf_counter() - started
+        criteria = {
+            "baseline (nll)": LabelSmoothedNLL(0.1),
+            "word_kd full vocab": word_kd(alpha, 0, teacher=teacher),
+            "word_kd top-8": word_kd(alpha, 8, signals=TeacherSignals(tmp / "signals")),
+        }
+        trainers = {name: make_trainer(student_cfg, data, criterion, tmp / name.split()[0],
+                                       args.max_tokens, args.threads)
+                    for name, criterion in criteria.items()}
         batches = next(iter(trainers.values())).epoch_batches(0)
         groups = [[batch] for batch in batches]
         for trainer in trainers.values():  # warm-up

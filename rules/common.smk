@@ -68,6 +68,8 @@ wildcard_constraints:
     model=alternatives(MODELS),
     student=alternatives(STUDENTS),
     variant=alternatives(VARIANTS),
+    corpus=alternatives(["gold", *VARIANTS]),
+    k="[0-9]+",
     beam=alternatives(BEAMS),
     quant=alternatives(QUANTIZATIONS),
     encoded_split="train|valid",
@@ -123,9 +125,14 @@ def student_settings(wildcards):
     return quoted(PLAN.train_settings(wildcards.student))
 
 
-def student_init_argument(wildcards):
-    init = PLAN.students[wildcards.student].init
-    return f"--init {shlex.quote(PLAN.torch_checkpoint(init))}" if init else ""
+def student_optional_arguments(wildcards):
+    """--init, --teacher, --teacher-signals: as the student and its criterion need."""
+    return quoted_args(PLAN.training_arguments(wildcards.student))
+
+
+def signals_inputs(wildcards):
+    return {"model": PLAN.torch_checkpoint(TEACHER), "spm": PLAN.spm_model(),
+            **PLAN.encoded_corpus(wildcards.corpus)}
 
 
 def student_resource(key):

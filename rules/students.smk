@@ -31,7 +31,7 @@ rule train_student:
         summary=f"{RESULTS}/models/{{student}}/training.json",
     params:
         settings=student_settings,
-        init=student_init_argument,
+        optional=student_optional_arguments,
         workdir=f"{RESULTS}/models/{{student}}/work",
         processes=student_processes,
     log:
@@ -47,6 +47,6 @@ rule train_student:
         "nmtkd train --train-src {input.train_src:q} --train-tgt {input.train_tgt:q}"
         " --valid-src {input.valid_src:q} --valid-tgt {input.valid_tgt:q}"
         " --valid-ref {input.valid_ref:q} --spm {input.spm:q} --settings {params.settings}"
-        " {params.init} --workdir {params.workdir:q} --output {output.model:q}"
+        " {params.optional} --workdir {params.workdir:q} --output {output.model:q}"
         " --summary {output.summary:q} --threads {threads} --nproc-per-node {params.processes}"
         " --gpus {resources.gpu} >> {log:q} 2>&1"

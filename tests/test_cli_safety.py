@@ -190,6 +190,7 @@ DECODE = "translate --model $ct2 --input $src --output $d/out.de"
 TRAIN = ("train --train-src $src --train-tgt $tgt --valid-src $src --valid-tgt $tgt "
          "--valid-ref $tgt --spm $spm")
 CLEAN = "clean --src $src --tgt $tgt"
+SIGNALS = "teacher-signals --model $ckpt --train-src $src --train-tgt $tgt --spm $spm"
 CASES = [
     # fetch
     case("fetch-truncated-gz", "fetch --src $d/corpus.en.gz --tgt $tgt --out-src $d/o.en "
@@ -268,6 +269,21 @@ CASES = [
          "--summary $d/s.json", "lies inside --workdir"),
     case("train-nproc-per-node-0", f"{TRAIN} --workdir $d/work --output $d/m.pt "
          "--summary $d/s.json --nproc-per-node 0", "argument --nproc-per-node"),
+    case("train-teacher-signals-missing", f"{TRAIN} --workdir $d/work --output $d/m.pt "
+         "--summary $d/s.json --teacher-signals $d/nope", "$d/nope: file not found"),
+    case("train-teacher-signals-is-the-workdir", f"{TRAIN} --workdir $d/sig --output $d/m.pt "
+         "--summary $d/s.json --teacher-signals $d/sig",
+         "--workdir and --teacher-signals name the same file", plain_folder("sig")),
+    # teacher-signals
+    case("teacher-signals-output-holds-a-user-file", f"{SIGNALS} --k 8 --output $d/sig",
+         "$d/sig: existing directory not written by nmtkd", user_folder("sig"),
+         kept=("sig/notes.txt",)),
+    case("teacher-signals-k-0", f"{SIGNALS} --k 0 --output $d/sig",
+         "argument --k: must be at least 1"),
+    case("teacher-signals-output-is-the-corpus", f"{SIGNALS} --k 8 --output $src",
+         "--output and --train-src name the same file"),
+    case("teacher-signals-checkpoint-not-a-checkpoint", f"{SIGNALS} --k 8 --output $d/sig",
+         "$ckpt: cannot load checkpoint"),
     # export
     case("export-output-holds-a-user-file", "export --checkpoint $ckpt --spm $spm "
          "--output $d/exported", "$d/exported: existing directory not written by nmtkd",
@@ -355,6 +371,14 @@ CASES = [
     case("compare-markdown-is-the-manifest-file", "compare --manifest $d/manifest.json "
          "--markdown $d/manifest.json --csv $d/t.csv --latex $d/t.tex", "$d/manifest.json",
          manifest_file),
+    case("compare-neither-config-nor-manifest", "compare --markdown $d/t.md --csv $d/t.csv "
+         "--latex $d/t.tex", "give either --config (a run's saved config) or --manifest"),
+    case("compare-config-with-a-duplicate-key", "compare --config $d/config.yaml "
+         "--markdown $d/t.md --csv $d/t.csv --latex $d/t.tex", "$d/config.yaml, line 3",
+         duplicate_key_config),
+    case("compare-config-not-a-run-config", "compare --config $d/c.yaml --markdown $d/t.md "
+         "--csv $d/t.csv --latex $d/t.tex", "$d/c.yaml: config error at",
+         text_file("c.yaml", ["experiment: x"])),
     # check-config
     case("check-config-missing-file", "check-config $d/nope.yaml",
          "$d/nope.yaml: file not found"),
@@ -366,7 +390,8 @@ CASES = [
     case("write-config-json-not-an-object", "write-config --json [1] --output $d/c.yaml",
          "argument --json: expected a JSON object"),
 ]
-COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train", "export",
+COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train",
+            "teacher-signals", "export",
             "corpus", "translate", "select", "speed", "evaluate", "agreement", "report",
             "compare", "check-config", "write-config"}
 

@@ -5,10 +5,12 @@ import math
 
 import pytest
 import torch
+from criterion_steps import step_with
 
 from nmtkd.batching import ParallelData
+from nmtkd.criteria.nll import LabelSmoothedNLL
+from nmtkd.criteria.word_kd import WordKD, soft_cross_entropy
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import LabelSmoothedNLL, WordKD, build_loss, soft_cross_entropy
 from nmtkd.model import ModelConfig, Transformer
 from nmtkd.seqinter import Candidate, read_nbest, select_closest, select_file, similarity_function
 
@@ -29,6 +31,12 @@ def test_soft_cross_entropy_matches_hand_computation():
         float(-(q * log_p).sum() * 4), abs=1e-6)
 
 
+def word_kd(teacher, **parameters):
+    criterion = WordKD(**parameters)
+    criterion.bind(teacher_model=teacher)
+    return criterion
+
+
 def small_setup(seed=0):
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=30, d_model=16, heads=2, encoder_layers=1, decoder_layers=1,
@@ -42,22 +50,24 @@ def test_alpha_zero_equals_nll_and_alpha_combines_terms():
     student, teacher, batch = small_setup()
     with torch.no_grad():
         logits = student(batch.source, batch.target_in)
-    nll = LabelSmoothedNLL(0.0)(logits, batch)
-    assert float(WordKD(teacher, alpha=0.0)(logits, batch).loss) == pytest.approx(
+    nll = LabelSmoothedNLL(0.0)(step_with(logits, batch))
+    assert float(word_kd(teacher, alpha=0.0)(step_with(logits, batch)).loss) == pytest.approx(
         float(nll.loss))
     with torch.no_grad():
         teacher_logits = teacher(batch.source, batch.target_in)
     mask = batch.target_out != 0
     distill = soft_cross_entropy(logits, teacher_logits, mask)
-    out = WordKD(teacher, alpha=0.5, time_chunk=2)(logits, batch)  # chunked over time
+    out = word_kd(teacher, alpha=0.5, time_chunk=2)(step_with(logits, batch))  # chunked in time
     assert float(out.loss) == pytest.approx(float(0.5 * nll.loss + 0.5 * distill), rel=1e-5)
-    assert out.tokens == 8 and float(out.nll) == pytest.approx(float(nll.nll))
+    assert out.normaliser == 8 and out.terms["nll"] == pytest.approx(nll.terms["nll"])
+    assert out.terms["kd"] == pytest.approx(float(distill), rel=1e-5)  # logged separately
 
 
 def test_gradients_flow_only_into_the_student():
     student, teacher, batch = small_setup()
     teacher_before = copy.deepcopy(teacher.state_dict())
-    loss = WordKD(teacher, alpha=0.7)(student(batch.source, batch.target_in), batch).loss
+    loss = word_kd(teacher, alpha=0.7)(step_with(student(batch.source, batch.target_in),
+                                                  batch)).loss
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is not None for n, p in student.named_parameters() if "embedding" in n)
@@ -69,18 +79,21 @@ def test_a_student_equal_to_its_teacher_gets_no_distillation_gradient():
     student, _, batch = small_setup()
     teacher = copy.deepcopy(student)
     logits = student(batch.source, batch.target_in)
-    loss = WordKD(teacher, alpha=1.0)(logits, batch).loss
+    loss = word_kd(teacher, alpha=1.0)(step_with(logits, batch)).loss
     (grad,) = torch.autograd.grad(loss, logits)
     # d/dz of -Σ q log softmax(z) is softmax(z) - q = 0 when q = softmax(z)
     assert float(grad.abs().max()) < 1e-6
 
 
 def test_word_kd_parameters_are_checked():
-    _, teacher, _ = small_setup()
+    student, _, batch = small_setup()
     with pytest.raises(NmtkdError, match="loss.alpha"):
-        WordKD(teacher, alpha=1.5)
-    with pytest.raises(NmtkdError, match="checkpoint not found"):
-        build_loss({"name": "word_kd", "teacher": "/nonexistent/teacher.pt"})
+        WordKD(alpha=1.5)
+    with pytest.raises(NmtkdError, match="loss.time_chunk"):
+        WordKD(time_chunk=0)
+    logits = student(batch.source, batch.target_in)
+    with pytest.raises(NmtkdError, match="needs the teacher's torch model"):
+        WordKD()(step_with(logits, batch))  # used without bind()
 
 
 def test_selection_picks_the_most_similar_candidate():

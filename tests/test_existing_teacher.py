@@ -66,7 +66,7 @@ def test_word_level_loss_with_a_ct2_only_teacher_is_refused(synthetic, synthetic
     ct2_dir = tmp_path / "given_ct2"
     export_model(trained_tiny, synthetic_spm, ct2_dir, "float32")
     config = config_for(synthetic, {"ct2_model": str(ct2_dir)})
-    config["training"]["loss"] = {"name": "word_kd", "teacher": "x.pt", "alpha": 0.5}
+    config["training"]["loss"] = {"name": "word_kd", "alpha": 0.5}
     result = run_snakemake(tmp_path, config, "-n", check=False)
     assert result.returncode != 0
     assert ("config error at training.loss.name: 'word_kd' needs the teacher's torch "

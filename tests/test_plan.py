@@ -27,15 +27,30 @@ def test_models_variants_and_baseline_of_the_default_config(plan):
     assert plan.beams == [1, 5]
 
 
-def test_losses_get_their_defaults_and_teachers_only_where_needed(plan):
+def test_losses_get_their_defaults_and_teacher_inputs_only_where_needed(plan):
     word_kd = plan.train_settings("word_kd")["training"]["loss"]
     assert word_kd == {"name": "word_kd", "alpha": 0.5, "temperature": 1.0,
-                       "label_smoothing": 0.0, "teacher_topk": 8,
-                       "teacher": f"{R}/models/teacher/model.pt"}
+                       "label_smoothing": 0.0, "teacher_topk": 8}
     assert plan.train_settings("baseline")["training"]["loss"] == {"name": "nll",
                                                                   "label_smoothing": 0.1}
-    assert "teacher" not in plan.training_inputs("seq_kd")
-    assert plan.training_inputs("seqkd_wordkd")["teacher"] == f"{R}/models/teacher/model.pt"
+    for name in ("seq_kd", "baseline"):
+        inputs = plan.training_inputs(name)
+        assert "teacher" not in inputs and "teacher_signals" not in inputs
+        assert plan.training_arguments(name) == []
+    # top-8 Word-KD reads the teacher's signals on its own corpus, not the teacher itself
+    inputs = plan.training_inputs("seqkd_wordkd")
+    assert "teacher" not in inputs
+    assert inputs["teacher_signals"] == f"{R}/signals/teacher/seqkd.top8"
+    assert plan.training_arguments("seqkd_seqinter_wordkd") == [
+        "--init", f"{R}/models/seqkd_wordkd/model.pt",
+        "--teacher-signals", f"{R}/signals/teacher/seqinter.top8"]
+
+
+def test_a_live_teacher_criterion_gets_the_teacher_checkpoint():
+    config = base_config()
+    config["students"][1]["loss"] = {"name": "word_kd", "teacher_topk": 0}
+    plan = plan_of(config)
+    assert plan.training_arguments("word_kd") == ["--teacher", f"{R}/models/teacher/model.pt"]
 
 
 def test_fine_tuning_merges_training_keys_over_the_defaults(plan):

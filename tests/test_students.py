@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import make_trainer, require_multi30k
+from criterion_steps import step_with
 from workflow_config import (
     assert_plan_fails,
     base_config,
@@ -23,10 +24,11 @@ from nmtkd.agreement import agreement_files
 from nmtkd.batching import ParallelData
 from nmtkd.checkpoint import load_model
 from nmtkd.compare import write_comparison
+from nmtkd.criteria.word_kd import WordKD, topk_cross_entropy
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import TopKCache, WordKD, topk_cross_entropy
 from nmtkd.model import ModelConfig, Transformer
 from nmtkd.spm import Tokenizer
+from nmtkd.teacher_signals import TeacherSignals, write_signals
 from nmtkd.variants import build_corpus
 
 CPU = torch.device("cpu")
@@ -53,39 +55,70 @@ def test_topk_cross_entropy_matches_hand_computation():
                                                                                   abs=1e-6)
 
 
-def test_topk_word_kd_over_the_whole_vocabulary_equals_the_exact_loss():
+def signals_of(teacher, data, k, directory, max_tokens=100, lines=None):
+    write_signals(teacher, data, lines or len(data), k, max_tokens, directory, CPU,
+                  {"teacher": "t0", "corpus": "c0"})
+    return TeacherSignals(directory)
+
+
+def topk_word_kd(signals, **parameters):
+    criterion = WordKD(**parameters)
+    criterion.bind(teacher_signals=signals)
+    return criterion
+
+
+def test_topk_word_kd_over_the_whole_vocabulary_equals_the_exact_loss(tmp_path):
     student, teacher, data = tiny_pair()
-    batch = data.collate([2, 0, 1])  # not in dataset order: the cache is looked up by index
+    batch = data.collate([2, 0, 1])  # not in corpus order: signals are looked up by line
     logits = student(batch.source, batch.target_in)
-    exact = WordKD(teacher, alpha=0.5, temperature=2.0)(logits, batch)
-    full_k = WordKD(teacher, alpha=0.5, temperature=2.0, teacher_topk=30)
-    full_k.prepare(data, CPU, max_tokens=8)  # several cache batches
-    cached = full_k(logits, batch)
-    assert float(cached.loss.detach()) == pytest.approx(float(exact.loss.detach()), rel=1e-5)
-    top4 = WordKD(teacher, alpha=0.5, temperature=2.0, teacher_topk=4)
-    top4.prepare(data, CPU, max_tokens=100)
-    assert float(top4(logits, batch).loss.detach()) != pytest.approx(
-        float(exact.loss.detach()), rel=1e-3)
-    cache = top4.cache
-    assert cache.ids.shape == (sum(len(t) + 1 for t in data.targets), 4)
+    exact = WordKD(alpha=0.5, temperature=2.0)
+    exact.bind(teacher_model=teacher)
+    exact_loss = float(exact(step_with(logits, batch)).loss.detach())
+    # several batches of 8 padded tokens while computing the signals
+    all_30 = signals_of(teacher, data, 30, tmp_path / "top30", max_tokens=8)
+    cached = topk_word_kd(all_30, alpha=0.5, temperature=2.0, teacher_topk=30)
+    assert float(cached(step_with(logits, batch)).loss.detach()) == pytest.approx(exact_loss,
+                                                                                  rel=1e-5)
+    top4 = signals_of(teacher, data, 4, tmp_path / "top4")
+    four = topk_word_kd(top4, alpha=0.5, temperature=2.0, teacher_topk=4)
+    assert float(four(step_with(logits, batch)).loss.detach()) != pytest.approx(exact_loss,
+                                                                                rel=1e-3)
+    assert top4.ids.shape == (sum(len(t) + 1 for t in data.targets), 4)
     with torch.no_grad():
         teacher_logits = teacher(batch.source, batch.target_in)
-    ids, values = cache.lookup(batch.indices, batch.target_in.size(1), CPU)
     top = teacher_logits.topk(4, dim=-1)
     mask = batch.target_out != 0
-    assert torch.equal(ids[mask], top.indices[mask])
-    assert torch.allclose(values[mask], top.values[mask], atol=1e-5)
+    for k, signals in ((4, top4), (2, all_30)):  # the first k of a larger top-k are the top-k
+        ids, values = signals.lookup(batch.lines, batch.target_in.size(1), k, CPU)
+        assert torch.equal(ids[mask], top.indices[..., :k][mask])
+        assert torch.allclose(values[mask], top.values[..., :k][mask], atol=1e-5)
 
 
-def test_topk_word_kd_needs_prepare_and_a_valid_k():
+def test_teacher_signals_follow_corpus_lines_and_refuse_another_corpus(tmp_path):
     student, teacher, data = tiny_pair()
-    batch = data.collate([0, 1])
-    logits = student(batch.source, batch.target_in)
-    with pytest.raises(NmtkdError, match="needs prepare"):
-        WordKD(teacher, teacher_topk=4)(logits, batch)
+    # lines 0 and 2 of a three-line corpus (line 1 too long for the student, say)
+    subset = ParallelData([data.sources[0][:-1], data.sources[2][:-1]],
+                          [data.targets[0], data.targets[2]], lines=[0, 2])
+    signals = signals_of(teacher, subset, 4, tmp_path / "s", lines=3)
+    assert list(signals.lengths) == [3, 0, 2]  # target + </s>; 0: no signals for line 1
+    assert signals.meta["skipped_lines"] == 1 and signals.meta["positions"] == 5
+    batch = subset.collate([1])
+    ids, _ = signals.lookup(batch.lines, batch.target_in.size(1), 4, CPU)
+    with torch.no_grad():
+        expected = teacher(batch.source, batch.target_in).topk(4, dim=-1).indices
+    assert torch.equal(ids, expected)
+    signals.check_corpus("c0", subset)
+    with pytest.raises(NmtkdError, match="computed on another corpus"):
+        signals.check_corpus("c1", subset)
+    with pytest.raises(NmtkdError, match="line 2 of the corpus has no signals"):
+        signals.check_corpus("c0", data)
+    with pytest.raises(NmtkdError, match="holds the teacher's top-4, top-5 was asked for"):
+        signals.lookup([0], 3, 5, CPU)
+    with pytest.raises(NmtkdError, match="needs the teacher signals"):
+        WordKD(teacher_topk=4)(step_with(student(batch.source, batch.target_in), batch))
     with pytest.raises(NmtkdError, match="loss.teacher_topk"):
-        WordKD(teacher, teacher_topk=-1)
-    assert TopKCache.build(teacher, data, 100, CPU, 50).ids.shape[1] == 30  # k <= vocabulary
+        WordKD(teacher_topk=-1)
+    assert signals_of(teacher, data, 100, tmp_path / "all").k == 30  # k <= vocabulary
 
 
 # ---- corpus variants -----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import torch
 
 from nmtkd.batching import ParallelData, token_batches
 from nmtkd.checkpoint import load_model
+from nmtkd.criteria import token_nll
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import token_nll
 from nmtkd.model import Transformer
 from nmtkd.spm import PAD_ID, Tokenizer
 from nmtkd.textio import atomic_writer, read_lines

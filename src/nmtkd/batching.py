@@ -22,6 +22,7 @@ class Batch:
     target_in: Tensor  # [batch, tgt_len], <s> + target ids
     target_out: Tensor  # [batch, tgt_len], target ids + </s>
     indices: list[int]  # positions of the examples in the dataset
+    lines: list[int] | None = None  # their line numbers in the corpus files
 
     @property
     def target_tokens(self) -> int:
@@ -29,7 +30,7 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         return Batch(self.source.to(device), self.target_in.to(device),
-                     self.target_out.to(device), self.indices)
+                     self.target_out.to(device), self.indices, self.lines)
 
 
 def encode_source(ids: list[int]) -> list[int]:
@@ -101,6 +102,7 @@ class ParallelData:
             target_in=pad([[BOS_ID] + t for t in tgt]),
             target_out=pad([t + [EOS_ID] for t in tgt]),
             indices=list(indices),
+            lines=[self.lines[i] for i in indices],
         )
 
 

@@ -90,73 +90,29 @@ def relaunch_under_torchrun(processes: int) -> None:
 
 
 def train_model(args: argparse.Namespace) -> None:
-    from nmtkd.batching import ParallelData
-    from nmtkd.distributed import init_distributed, shutdown
-    from nmtkd.model import ModelConfig
-    from nmtkd.spm import Tokenizer
-    from nmtkd.textio import read_lines
-    from nmtkd.trainer import TrainConfig, Trainer, resolve_device
+    from nmtkd.training_job import TrainingFiles
+    from nmtkd.training_job import train_model as run_training
 
-    settings = args.settings
-    try:
-        train_cfg = TrainConfig(**settings.get("training", {}))
-        tokenizer = Tokenizer(args.spm)
-        model_cfg = ModelConfig(vocab_size=len(tokenizer), **settings.get("model", {}))
-    except (TypeError, ValueError) as error:
-        raise NmtkdError(f"--settings: {error}") from None
-    context = init_distributed(resolve_device(train_cfg.device).type)
-    threads = args.threads or train_cfg.threads
-    if threads:
-        train_cfg.threads = max(1, threads // context.world)
-    train = ParallelData.from_piece_files(Path(args.train_src), Path(args.train_tgt), tokenizer,
-                                          model_cfg.max_positions)
-    valid = ParallelData.from_piece_files(Path(args.valid_src), Path(args.valid_tgt), tokenizer,
-                                          model_cfg.max_positions)
-    for data in (train, valid):
-        if data.skipped:
-            log.warning("%s: skipped %d pairs longer than max_positions=%d", data.name,
-                        data.skipped, model_cfg.max_positions)
-    refs = read_lines(args.valid_ref)
-    if len(refs) != len(valid) + valid.skipped:
-        raise NmtkdError(f"line counts differ: {args.valid_ref} has {len(refs)} lines, "
-                         f"{args.valid_src} has {len(valid) + valid.skipped}")
-    init_model, identity = None, {}
-    if args.init:
-        from nmtkd.checkpoint import load_model
+    def optional(value: str | None) -> Path | None:
+        return Path(value) if value else None
 
-        init_model, _ = load_model(args.init)
-        identity["init"] = file_sha256(Path(args.init))
-    teacher = train_cfg.loss.get("teacher")
-    if isinstance(teacher, str):
-        identity["teacher"] = file_sha256(Path(teacher))
-    if context.is_main:
-        from nmtkd.safepaths import mark_directory
-
-        mark_directory(Path(args.workdir), "train")  # its state is the trainer's to clear
-    try:
-        trainer = Trainer(model_cfg, train_cfg, train, valid, refs, tokenizer,
-                          Path(args.workdir), context=context, init_model=init_model,
-                          identity=identity)
-        trainer.fit()
-        summary = trainer.write_outputs(Path(args.output), Path(args.summary))
-    finally:
-        shutdown()
-    if summary:
-        log.info("done: %d updates in %.0f s; final model: %s, valid BLEU %.2f",
-                 summary["updates"], summary["train_seconds"], summary["final_model"],
-                 summary["final_valid"]["valid_bleu"])
+    files = TrainingFiles(
+        train_src=Path(args.train_src), train_tgt=Path(args.train_tgt),
+        valid_src=Path(args.valid_src), valid_tgt=Path(args.valid_tgt),
+        valid_ref=Path(args.valid_ref), spm=Path(args.spm), workdir=Path(args.workdir),
+        output=Path(args.output), summary=Path(args.summary), init=optional(args.init),
+        teacher=optional(args.teacher), teacher_signals=optional(args.teacher_signals))
+    run_training(files, args.settings, args.threads)
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
+def cmd_teacher_signals(args: argparse.Namespace) -> None:
+    from nmtkd.training_job import compute_teacher_signals
 
-    if not path.is_file():
-        raise NmtkdError(f"{path}: file not found")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    meta = compute_teacher_signals(Path(args.model), Path(args.train_src), Path(args.train_tgt),
+                                   Path(args.spm), args.k, args.max_tokens, Path(args.output),
+                                   args.device, args.threads)
+    log.info("%s: top-%d of %d target positions on %d lines (%d lines too long)", args.output,
+             meta["k"], meta["positions"], meta["lines"], meta["skipped_lines"])
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
@@ -188,10 +144,19 @@ def cmd_speed(args: argparse.Namespace) -> None:
              result["sentences_per_second"])
 
 
-def cmd_compare(args: argparse.Namespace) -> None:
-    from nmtkd.compare import write_comparison
-    from nmtkd.textio import atomic_paths
+def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
+    """The comparison manifest: from a saved config's plan, or given as JSON or a JSON file."""
+    if (args.config is None) == (args.manifest is None):
+        raise NmtkdError("give either --config (a run's saved config) or --manifest")
+    if args.config is not None:
+        from nmtkd.configfiles import load_yaml, schema_error
+        from nmtkd.plan import build_plan
 
+        config = load_yaml(args.config)
+        problem = schema_error(config, default_schema())
+        if problem:
+            raise NmtkdError(f"{args.config}: {problem}")
+        return build_plan(config).comparison_manifest()
     text = args.manifest
     if not text.lstrip().startswith("{"):  # a file name
         try:
@@ -206,6 +171,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
                if key not in manifest]
     if missing:
         raise NmtkdError(f"--manifest: missing {', '.join(missing)}")
+    return manifest
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from nmtkd.compare import write_comparison
+    from nmtkd.textio import atomic_paths
+
+    manifest = read_manifest(args)
     with atomic_paths([args.markdown, args.csv, args.latex]) as outputs:
         try:
             write_comparison(manifest, *outputs)
@@ -320,7 +293,8 @@ def cmd_write_config(args: argparse.Namespace) -> None:
 HANDLERS = {
     "fetch": cmd_fetch, "clean": cmd_clean, "spm-train": cmd_spm_train,
     "spm-encode": cmd_spm_encode, "split": cmd_split, "gather": cmd_gather,
-    "train": cmd_train, "export": cmd_export, "corpus": cmd_corpus,
+    "train": cmd_train, "teacher-signals": cmd_teacher_signals, "export": cmd_export,
+    "corpus": cmd_corpus,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "agreement": cmd_agreement, "report": cmd_report,
     "compare": cmd_compare, "check-config": cmd_check_config, "write-config": cmd_write_config,
@@ -350,7 +324,8 @@ def derived_inputs(args: argparse.Namespace) -> dict[str, Path]:
         copies = {f"{flag}'s mirror copy": mirror_copy(location, mirror)
                   for flag, location in (("--src", args.src), ("--tgt", args.tgt))}
         return {flag: path for flag, path in copies.items() if path is not None}
-    if args.command == "compare" and not args.manifest.lstrip().startswith("{"):
+    if args.command == "compare" and args.manifest and not args.manifest.lstrip().startswith(
+            "{"):
         return {"--manifest": Path(args.manifest)}
     return {}
 

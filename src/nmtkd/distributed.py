@@ -49,6 +49,17 @@ class DistContext:
         dist.all_reduce(tensor)
         return float(tensor.item())
 
+    def sum_values(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value summed over the ranks (one collective; keys the same on every rank)."""
+        if not self.enabled:
+            return values
+        device = (torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl"
+                  else torch.device("cpu"))
+        keys = sorted(values)
+        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return dict(zip(keys, tensor.tolist(), strict=True))
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -139,9 +139,28 @@ def _train_command(command) -> None:
     p.add_argument("--nproc-per-node", type=positive_int, default=1,
                    help="data-parallel processes (torchrun + DDP): one per GPU, or CPU workers")
     add_path(p, "--init", INPUT, help="start from this model checkpoint (fine-tuning)")
+    add_path(p, "--teacher", INPUT, help="the teacher's checkpoint, for a loss that runs it")
+    add_path(p, "--teacher-signals", INPUT,
+             help="the teacher's top-k on the training data (nmtkd teacher-signals), for a "
+             "loss that reads them")
     p.add_argument("--gpus", type=non_negative_int, default=0,
                    help="GPUs this job may use: claims free ones (file locks) unless the "
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
+
+    p = command("teacher-signals", "Run the teacher over a training corpus (teacher forcing) "
+                "and store its top-k ids and logits per target token, memory-mapped")
+    add_path(p, "--model", INPUT, required=True, help="the teacher's torch checkpoint")
+    add_path(p, "--train-src", INPUT, required=True, help="SentencePiece-encoded source")
+    add_path(p, "--train-tgt", INPUT, required=True)
+    add_path(p, "--spm", INPUT, required=True)
+    p.add_argument("--k", type=positive_int, required=True, help="logits kept per token")
+    p.add_argument("--max-tokens", type=positive_int, default=2500,
+                   help="padded tokens per batch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads (0: torch's default)")
+    add_path(p, "--output", OUTPUT_DIR, required=True,
+             help="signals directory (replaces only an earlier output of this command)")
 
     p = command("export", "Export a checkpoint to a CTranslate2 model directory")
     add_path(p, "--checkpoint", INPUT, required=True)
@@ -217,7 +236,9 @@ def _report_commands(command) -> None:
     add_path(p, "--output", OUTPUT, required=True)
 
     p = command("compare", "Write the comparison tables (Markdown, CSV, LaTeX)")
-    p.add_argument("--manifest", required=True, help="JSON (or a JSON file) naming each "
+    add_path(p, "--config", INPUT, help="a run's saved config (results/<experiment>/"
+             "config.yaml): the tables of its plan")
+    p.add_argument("--manifest", help="instead of --config: JSON (or a JSON file) naming each "
                    "model's result files")
     add_path(p, "--markdown", OUTPUT, required=True)
     add_path(p, "--csv", OUTPUT, required=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from nmtkd.configfiles import deep_merge
+from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS, Criterion, build_criterion
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import needs_teacher
 from nmtkd.variants import PART_FILES
 
 TEACHER = "teacher"
@@ -49,8 +49,14 @@ class ModelPlan:
         return self.training["loss"]["name"]
 
     @property
-    def needs_teacher(self) -> bool:
-        return needs_teacher(self.loss_name)
+    def criterion(self) -> Criterion:
+        """The loss, built from its settings (unbound: without the teacher it may need)."""
+        return build_criterion(self.training["loss"])
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """What its criterion needs from the teacher (see nmtkd.criteria.base)."""
+        return self.criterion.needs
 
     @property
     def gpus(self) -> int:
@@ -182,10 +188,7 @@ class Plan:
     def training_corpus(self, model: ModelPlan) -> dict[str, str]:
         """Encoded training data: the teacher's own for gold alone (so that the teacher and
         the gold students become ready together, and the teacher's priority counts)."""
-        stem = ("data/spm/train" if model.parts == ("gold",)
-                else f"data/spm/variants/{model.variant}")
-        return {"train_src": f"{self.results}/{stem}.{self.src}",
-                "train_tgt": f"{self.results}/{stem}.{self.tgt}"}
+        return self.encoded_corpus(model.variant)
 
     # ---- training ------------------------------------------------------------------------------
     def training_inputs(self, name: str) -> dict[str, str]:
@@ -196,20 +199,40 @@ class Plan:
                   "valid_tgt": f"{results}/data/spm/valid.{self.tgt}",
                   "valid_ref": f"{results}/data/raw/valid.{self.tgt}",
                   "spm": self.spm_model()}
-        if model.needs_teacher:
+        needs = model.needs
+        if TEACHER_MODEL in needs:
             inputs["teacher"] = self.torch_checkpoint(TEACHER)
+        if TEACHER_SIGNALS in needs:
+            inputs["teacher_signals"] = self.teacher_signals(model.variant,
+                                                             model.criterion.signals_k)
         if model.init:
             inputs["init"] = self.torch_checkpoint(model.init)
         return inputs
 
     def train_settings(self, name: str) -> dict[str, Any]:
-        """`nmtkd train --settings`: the preset and trainer settings; a loss that distils from
-        the teacher gets the teacher's checkpoint."""
+        """`nmtkd train --settings`: the preset and trainer settings."""
         model = self.model(name)
-        training = dict(model.training)
-        if model.needs_teacher:
-            training["loss"] = {**training["loss"], "teacher": self.torch_checkpoint(TEACHER)}
-        return {"model": model.architecture, "training": training}
+        return {"model": model.architecture, "training": model.training}
+
+    def training_arguments(self, name: str) -> list[str]:
+        """`nmtkd train` arguments for the optional inputs: the initial weights and what the
+        criterion needs from the teacher."""
+        inputs = self.training_inputs(name)
+        flags = {"init": "--init", "teacher": "--teacher",
+                 "teacher_signals": "--teacher-signals"}
+        return [item for key, flag in flags.items() if key in inputs
+                for item in (flag, inputs[key])]
+
+    # ---- teacher signals -----------------------------------------------------------------------
+    def teacher_signals(self, variant: str, k: int) -> str:
+        """The teacher's top-k on a student corpus (one artifact per corpus and k)."""
+        return f"{self.results}/signals/{TEACHER}/{variant}.top{k}"
+
+    def encoded_corpus(self, variant: str) -> dict[str, str]:
+        """The encoded corpus of a variant (gold: the teacher's own training data)."""
+        stem = "data/spm/train" if variant == "gold" else f"data/spm/variants/{variant}"
+        return {"train_src": f"{self.results}/{stem}.{self.src}",
+                "train_tgt": f"{self.results}/{stem}.{self.tgt}"}
 
     def model(self, name: str) -> ModelPlan:
         return self.teacher if name == TEACHER else self.students[name]

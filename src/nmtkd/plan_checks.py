@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nmtkd.criteria import Criterion, build_criterion, known_criteria
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import LOSSES, build_loss, needs_teacher
 from nmtkd.plan import TEACHER, ConfigError, ModelPlan
 from nmtkd.variants import PARTS
 
@@ -15,9 +15,9 @@ def known(names) -> str:
     return ", ".join(sorted(names))
 
 
-def check_loss_name(key: str, name: str) -> None:
-    if name not in LOSSES:
-        raise ConfigError(key, f"unknown loss {name!r} (known: {known(LOSSES)})")
+def check_loss_name(key: str, name: str, module: str | None = None) -> None:
+    if module is None and name not in known_criteria():
+        raise ConfigError(key, f"unknown loss {name!r} (known: {known(known_criteria())})")
 
 
 def check_general(config: dict[str, Any], teacher: ModelPlan) -> None:
@@ -28,9 +28,9 @@ def check_general(config: dict[str, Any], teacher: ModelPlan) -> None:
                           f"(known: {known(presets)})")
     for key, settings in (("training", config["training"]),
                           ("teacher.training", config[TEACHER].get("training", {}))):
-        name = settings.get("loss", {}).get("name")
-        if name is not None:
-            check_loss_name(f"{key}.loss.name", name)
+        loss = settings.get("loss", {})
+        if loss.get("name") is not None:
+            check_loss_name(f"{key}.loss.name", loss["name"], loss.get("module"))
     for name in config["data"]["test"]:
         if name in ("train", "valid"):
             raise ConfigError(f"data.test.{name}", "a test set cannot be named train or valid")
@@ -46,8 +46,8 @@ def check_general(config: dict[str, Any], teacher: ModelPlan) -> None:
     if config["evaluation"]["max_length"] >= positions:
         raise ConfigError("evaluation.max_length", f"must be below the teacher preset's "
                           f"max_positions ({positions})")
-    for name in config.get("losses", {}):
-        check_loss_name(f"losses.{name}", name)
+    for name, defaults in config.get("losses", {}).items():
+        check_loss_name(f"losses.{name}", name, defaults.get("module"))
 
 
 def check_existing_teacher(existing: dict[str, str]) -> None:
@@ -65,23 +65,22 @@ def check_existing_teacher(existing: dict[str, str]) -> None:
                           "the model (export with `nmtkd export`, or copy it there)")
 
 
-def check_loss_parameters(key: str, spec: dict[str, Any], teacher: ModelPlan,
-                          student: ModelPlan) -> None:
-    """Build the loss once (with a small stand-in teacher), so that a wrong parameter fails
-    now, naming its key, and not when training starts."""
-    from nmtkd.model import ModelConfig, Transformer
-
-    spec = dict(spec)
-    if needs_teacher(spec["name"]):
-        if teacher.max_positions < student.max_positions:
-            raise ConfigError(f"{key}.name", "the teacher's preset has fewer max_positions than "
-                              "the student's; the teacher must read every training pair")
-        spec["teacher"] = Transformer(ModelConfig(vocab_size=8, d_model=8, heads=1,
-                                                  encoder_layers=1, decoder_layers=1, ffn_dim=8))
+def built_criterion(key: str, spec: dict[str, Any]) -> Criterion:
+    """Build the loss once, so that a wrong parameter fails now, naming its key, and not when
+    training starts."""
     try:
-        build_loss(spec)
+        return build_criterion(spec)
     except (NmtkdError, TypeError, ValueError) as error:
         raise ConfigError(key, str(error)) from None
+
+
+def check_loss_parameters(key: str, spec: dict[str, Any], teacher: ModelPlan,
+                          student: ModelPlan) -> Criterion:
+    criterion = built_criterion(key, spec)
+    if criterion.needs and teacher.max_positions < student.max_positions:
+        raise ConfigError(f"{key}.name", "the teacher's preset has fewer max_positions than "
+                          "the student's; the teacher must read every training pair")
+    return criterion
 
 
 def check_teacher_training(config: dict[str, Any], teacher: ModelPlan,
@@ -89,19 +88,19 @@ def check_teacher_training(config: dict[str, Any], teacher: ModelPlan,
     ct2_only = "ct2_model" in existing and "checkpoint" not in existing
     for key, settings in (("training", config["training"]),
                           ("teacher.training", config[TEACHER].get("training", {}))):
-        name = settings.get("loss", {}).get("name")
-        if ct2_only and name is not None and needs_teacher(name):
-            raise ConfigError(f"{key}.loss.name", f"{name!r} needs the teacher's torch "
+        loss = settings.get("loss", {})
+        if ct2_only and loss.get("name") is not None and built_criterion(
+                f"{key}.loss", {**config["losses"].get(loss["name"], {}), **loss}).needs:
+            raise ConfigError(f"{key}.loss.name", f"{loss['name']!r} needs the teacher's torch "
                               "checkpoint, but teacher.existing gives only a CTranslate2 model; "
                               "add teacher.existing.checkpoint and .spm")
     if existing:
         return  # an existing teacher is not trained
     own = "loss" in config[TEACHER].get("training", {})
     key = "teacher.training.loss" if own else "training.loss"
-    if teacher.needs_teacher:
+    if check_loss_parameters(key, teacher.training["loss"], teacher, teacher).needs:
         raise ConfigError(f"{key}.name", f"the teacher cannot train with {teacher.loss_name!r}: "
                           "that loss distils from a teacher (use nll)")
-    check_loss_parameters(key, teacher.training["loss"], teacher, teacher)
 
 
 def check_student_names(config: dict[str, Any]) -> None:
@@ -120,9 +119,10 @@ def check_student_entries(config: dict[str, Any], teacher: ModelPlan,
         entry = config["students"][index]
         check_student_model(config, key, student)
         loss_key = f"{key}.loss" + (".name" if isinstance(entry.get("loss"), dict) else "")
-        check_loss_name(loss_key, student.loss_name)
-        check_loss_parameters(f"{key}.loss", student.training["loss"], teacher, student)
-        if student.needs_teacher and ct2_only:
+        check_loss_name(loss_key, student.loss_name, student.training["loss"].get("module"))
+        criterion = check_loss_parameters(f"{key}.loss", student.training["loss"], teacher,
+                                          student)
+        if criterion.needs and ct2_only:
             raise ConfigError(loss_key, f"{student.loss_name!r} needs the teacher's torch "
                               "checkpoint, but teacher.existing gives only a CTranslate2 model")
         check_init(key, student, students)

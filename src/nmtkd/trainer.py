@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from nmtkd import checkpoint
 from nmtkd.batching import ParallelData, token_batches
+from nmtkd.criteria import Criterion, TrainingStep, build_criterion, token_nll
 from nmtkd.decoding import greedy_translate_ids
 from nmtkd.distributed import DistContext
 from nmtkd.errors import NmtkdError
-from nmtkd.losses import TrainingLoss, build_loss, prepare_loss, token_nll
 from nmtkd.model import ModelConfig, Transformer, count_parameters
 from nmtkd.spm import Tokenizer
 from nmtkd.textio import atomic_paths, atomic_writer
@@ -125,12 +125,13 @@ class Trainer:
     def __init__(
         self, model_cfg: ModelConfig, cfg: TrainConfig, train: ParallelData,
         valid: ParallelData, valid_refs: list[str], tokenizer: Tokenizer, workdir: Path,
-        loss: TrainingLoss | None = None, context: DistContext | None = None,
+        criterion: Criterion | None = None, context: DistContext | None = None,
         init_model: Transformer | None = None, identity: dict[str, str] | None = None,
     ):
-        """`init_model`: start from these weights (fine-tuning); `identity`: extra facts that
-        make a run different (e.g. hashes of the initial model and of the teacher), so a saved
-        state is only resumed by the same run."""
+        """`criterion`: the training loss, bound to what it needs (default: built from
+        `cfg.loss`, which then must need nothing); `init_model`: start from these weights
+        (fine-tuning); `identity`: extra facts that make a run different (e.g. hashes of the
+        initial model and of the teacher), so a saved state is only resumed by the same run."""
         if cfg.max_length >= model_cfg.max_positions:
             raise NmtkdError(f"training.max_length ({cfg.max_length}) must be below the model's "
                              f"max_positions ({model_cfg.max_positions})")
@@ -159,7 +160,7 @@ class Trainer:
         if self.context.enabled:
             self.network = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.loss = loss or build_loss(cfg.loss)
+        self.criterion = criterion or build_criterion(cfg.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                           eps=1e-9)
         self.state = TrainState()
@@ -190,6 +191,7 @@ class Trainer:
 
     def save_state(self) -> None:
         rng_states = self.context.gather(self._rng_state())  # every rank's own RNG
+        criterion_states = self.context.gather(self.criterion.state_dict())  # and criterion
         if self.context.is_main:
             checkpoint.save({
                 "fingerprint": self.fingerprint,
@@ -197,6 +199,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "state": asdict(self.state),
                 "rng": rng_states,
+                "criterion": criterion_states,
             }, self.state_path)
         self.context.barrier()
 
@@ -220,6 +223,8 @@ class Trainer:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = TrainState(**saved["state"])
+        self.criterion.load_state_dict(saved.get("criterion", [{}] * self.context.world)[
+            self.context.rank])
         rng = saved["rng"][self.context.rank]
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
@@ -344,34 +349,36 @@ class Trainer:
         world = self.context.world
         return batches[: len(batches) - len(batches) % world] if world > 1 else batches
 
-    def _step(self, group: list[list[int]]) -> tuple[float, int]:
+    def _step(self, group: list[list[int]]) -> tuple[dict[str, float], int]:
         """One update over the global batch `group` (accumulate x processes batches); this
-        process computes its share. Returns the global (summed NLL, target tokens)."""
+        process computes its share. Returns the global sums of the loss and the criterion's
+        terms, and the global normaliser (target tokens)."""
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        total_tokens = sum(len(self.train.targets[i]) + 1 for batch in group for i in batch)
         world = self.context.world
-        local = group[self.context.rank::world]
-        nll_sum = 0.0
-        for position, indices in enumerate(local):
-            batch = self.train.collate(indices).to(self.device)
+        local = [self.train.collate(indices).to(self.device)
+                 for indices in group[self.context.rank::world]]
+        normaliser = round(self.context.sum(
+            float(sum(self.criterion.normaliser(batch) for batch in local))))
+        sums: dict[str, float] = {}
+        for position, batch in enumerate(local):
             last = position == len(local) - 1
             sync = contextlib.nullcontext() if last or not self.context.enabled else (
                 self.network.no_sync())
             with sync:
-                with self._autocast():
-                    logits = self.network(batch.source, batch.target_in)
-                out = self.loss(logits, batch)
+                out = self.criterion(TrainingStep(self.network, batch, self.state.update + 1,
+                                                  self._autocast))
                 # DDP averages gradients over processes; scale so they sum over the global batch
-                (out.loss * world / total_tokens).backward()
-            nll_sum += float(out.nll)
+                (out.loss * world / normaliser).backward()
+            for name, value in {"loss": float(out.loss.detach()), **out.terms}.items():
+                sums[name] = sums.get(name, 0.0) + value
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         lr = inverse_sqrt_lr(self.state.update + 1, self.cfg.lr, self.cfg.warmup)
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
         self.optimizer.step()
-        return self.context.sum(nll_sum), total_tokens
+        return self.context.sum_values(sums), normaliser
 
     def fit(self) -> TrainState:
         """Train until a stop condition; a rerun after a kill continues from the saved state.
@@ -388,78 +395,100 @@ class Trainer:
             log.info("%s holds a finished run (%s); not training again", self.state_path,
                      self.state.stop_reason)
             return self.state
-        cfg, state = self.cfg, self.state
-        if self._should_stop() is None:
-            started = time.perf_counter()
-            prepare_loss(self.loss, self.train, self.device, cfg.max_tokens)
-            state.seconds += time.perf_counter() - started  # part of the training's cost
-        log.info("model: %d parameters; device %s; autocast %s; %d process(es)",
-                 count_parameters(self.model), self.device, self.dtype, self.context.world)
-        progress = tqdm(total=cfg.max_updates, initial=state.update, desc="train",
+        log.info("model: %d parameters; criterion %s; device %s; autocast %s; %d process(es)",
+                 count_parameters(self.model), self.criterion.name, self.device, self.dtype,
+                 self.context.world)
+        progress = tqdm(total=self.cfg.max_updates, initial=self.state.update, desc="train",
                         unit=" upd", mininterval=2.0, dynamic_ncols=True,
                         disable=not self.context.is_main)
+        self._window = (0, time.perf_counter())  # target tokens and start of the tok/s window
         reason = self._should_stop()
-        per_update = cfg.accumulate * self.context.world
-        window_tokens, window_start = 0, time.perf_counter()
         while reason is None:
-            batches = self.epoch_batches(state.epoch)
-            while state.batch_in_epoch < len(batches) and reason is None:
-                group = batches[state.batch_in_epoch:state.batch_in_epoch + per_update]
-                started = time.perf_counter()
-                nll_sum, tokens = self._step(group)
-                state.seconds += time.perf_counter() - started
-                state.batch_in_epoch += len(group)
-                state.update += 1
-                state.target_tokens += tokens
-                window_tokens += tokens
-                if state.update % 10 == 0 or state.update == 1:
-                    elapsed = time.perf_counter() - window_start
-                    progress.set_postfix(
-                        loss=f"{nll_sum / max(tokens, 1):.3f}",
-                        lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                        tok_s=f"{window_tokens / max(elapsed, 1e-9):.0f}", refresh=False)
-                    window_tokens, window_start = 0, time.perf_counter()
-                progress.update(1)
-                self._log({"update": state.update, "epoch": state.epoch,
-                           "train_nll": nll_sum / max(tokens, 1), "tokens": tokens,
-                           "lr": self.optimizer.param_groups[0]["lr"]})
-                validated = state.update % cfg.valid_interval == 0
-                if validated:
-                    started = time.perf_counter()
-                    record = self.validate()
-                    state = self.state
-                    state.seconds += time.perf_counter() - started
-                    self._log(record)
-                    progress.write(f"update {state.update}: valid nll {record['valid_nll']:.3f} "
-                                   f"bleu {record['valid_bleu']:.2f}")
-                reason = self._should_stop()
-                if validated or state.update % cfg.save_interval == 0 or reason:
-                    self.save_state()
-                    self._drop_old_snapshots()  # only once the state no longer names them
-            if state.batch_in_epoch >= len(batches):
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                reason = reason or self._should_stop()
+            reason = self._train_epoch(progress)
         progress.close()
-        if not state.history or state.history[-1]["update"] != state.update:
-            self._log(self.validate())
+        return self._finish(reason)
+
+    def _train_epoch(self, progress: tqdm) -> str | None:
+        """Continue the current epoch until its end or a stop condition; the stop reason."""
+        batches = self.epoch_batches(self.state.epoch)
+        per_update = self.cfg.accumulate * self.context.world
+        reason = None
+        while self.state.batch_in_epoch < len(batches) and reason is None:
             state = self.state
+            group = batches[state.batch_in_epoch:state.batch_in_epoch + per_update]
+            started = time.perf_counter()
+            sums, tokens = self._step(group)
+            state.seconds += time.perf_counter() - started
+            state.batch_in_epoch += len(group)
+            state.update += 1
+            state.target_tokens += tokens
+            self._report_step(progress, sums, tokens)
+            validated = state.update % self.cfg.valid_interval == 0
+            if validated:
+                self._validate_during_training(progress)
+            reason = self._should_stop()
+            if validated or self.state.update % self.cfg.save_interval == 0 or reason:
+                self.save_state()
+                self._drop_old_snapshots()  # only once the state no longer names them
+        if self.state.batch_in_epoch >= len(batches):
+            self.state.epoch, self.state.batch_in_epoch = self.state.epoch + 1, 0
+            reason = reason or self._should_stop()
+        return reason
+
+    def _report_step(self, progress: tqdm, sums: dict[str, float], tokens: int) -> None:
+        """Progress bar and training log: the loss and each term of the criterion per token."""
+        state, lr = self.state, self.optimizer.param_groups[0]["lr"]
+        per_token = {name: value / max(tokens, 1) for name, value in sums.items()}
+        window_tokens, window_start = self._window
+        window_tokens += tokens
+        self._window = (window_tokens, window_start)
+        if state.update % 10 == 0 or state.update == 1:
+            elapsed = time.perf_counter() - window_start
+            progress.set_postfix(
+                loss=f"{per_token['loss']:.3f}", nll=f"{per_token['nll']:.3f}", lr=f"{lr:.2e}",
+                tok_s=f"{window_tokens / max(elapsed, 1e-9):.0f}", refresh=False)
+            self._window = (0, time.perf_counter())
+        progress.update(1)
+        self._log({"update": state.update, "epoch": state.epoch,
+                   **{f"train_{name}": value for name, value in per_token.items()},
+                   "tokens": tokens, "lr": lr})
+
+    def _validate_during_training(self, progress: tqdm) -> None:
+        started = time.perf_counter()
+        record = self.validate()
+        self.state.seconds += time.perf_counter() - started
+        self._log(record)
+        progress.write(f"update {self.state.update}: valid nll {record['valid_nll']:.3f} "
+                       f"bleu {record['valid_bleu']:.2f}")
+
+    def _finish(self, reason: str | None) -> TrainState:
+        if not self.state.history or self.state.history[-1]["update"] != self.state.update:
+            self._log(self.validate())
         log.info("training stopped: %s", reason)
-        state.finished, state.stop_reason = True, reason
+        self.state.finished, self.state.stop_reason = True, reason
         self.save_state()
         self._drop_old_snapshots()
-        return state
+        return self.state
 
-    def recent_train_ppl(self, updates: int = 100) -> float | None:
-        """Training perplexity over the last `updates` updates (token-weighted), from the log."""
+    def recent_train_terms(self, updates: int = 100) -> dict[str, float]:
+        """The loss and each criterion term per target token over the last `updates` updates
+        (token-weighted), from the log."""
         path = self.workdir / "train_log.jsonl"
         if not path.is_file():
-            return None
+            return {}
         records = [json.loads(line) for line in path.read_text().splitlines()]
         steps = [r for r in records if "train_nll" in r][-updates:]
         tokens = sum(r["tokens"] for r in steps)
         if not tokens:
-            return None
-        return math.exp(min(sum(r["train_nll"] * r["tokens"] for r in steps) / tokens, 50))
+            return {}
+        names = {key for r in steps for key in r if key.startswith("train_")}
+        return {name.removeprefix("train_"): sum(r.get(name, 0.0) * r["tokens"] for r in steps)
+                / tokens for name in sorted(names)}
+
+    def recent_train_ppl(self, updates: int = 100) -> float | None:
+        """Training perplexity over the last `updates` updates (token-weighted), from the log."""
+        nll = self.recent_train_terms(updates).get("nll")
+        return None if nll is None else math.exp(min(nll, 50))
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
@@ -499,6 +528,8 @@ class Trainer:
             "final_model": description,
             "final_valid": record,
             "train_ppl": self.recent_train_ppl(),
+            "criterion": self.criterion.name,
+            "train_terms": self.recent_train_terms(),
             "best_update": state.best_update,
             "history": state.history,
             "stop_reason": state.stop_reason,

@@ -1,0 +1,136 @@
+"""Teacher signals: the teacher's k largest logits and their ids at every target position of a
+corpus, teacher-forced on the corpus's own targets, written once as a workflow artifact.
+
+A directory holds memory-mapped arrays (numpy .npy) and a fingerprint:
+  ids.npy      [positions, k] int32    vocabulary ids, largest logit first
+  logits.npy   [positions, k] float32  the teacher's logits (not probabilities) for those ids
+  lengths.npy  [lines] int32           target positions per corpus line (target + </s>);
+                                       0 for a line the teacher could not read (too long)
+  meta.json    format, k, teacher and corpus hashes, counts
+Rows follow the corpus's line order, so every reader (each student, each DDP rank, each
+resume) maps the lines it trains on to rows without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from nmtkd.batching import ParallelData, token_batches
+from nmtkd.errors import NmtkdError
+from nmtkd.model import Transformer
+
+FORMAT = 1
+
+
+def files_sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def row_offsets(lengths: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+@torch.no_grad()
+def write_signals(teacher: Transformer, data: ParallelData, lines: int, k: int,
+                  max_tokens: int, directory: Path, device: torch.device,
+                  meta: dict[str, Any]) -> dict[str, Any]:
+    """Run `teacher` over `data` (a corpus of `lines` lines, some maybe skipped) in batches
+    of `max_tokens` padded tokens and write its top-k into the empty `directory`."""
+    teacher.to(device).eval()
+    k = min(k, teacher.cfg.vocab_size)
+    lengths = np.zeros(lines, dtype=np.int32)
+    for index, line in enumerate(data.lines):
+        lengths[line] = len(data.targets[index]) + 1  # target + </s>
+    offsets = row_offsets(lengths)
+    positions = int(offsets[-1])
+    directory.mkdir(parents=True, exist_ok=True)
+    ids = np.lib.format.open_memmap(directory / "ids.npy", "w+", np.int32, (positions, k))
+    values = np.lib.format.open_memmap(directory / "logits.npy", "w+", np.float32,
+                                       (positions, k))
+    batches = token_batches(data, max_tokens, 0, 0, shuffle=False)
+    for indices in tqdm(batches, desc="teacher top-k", unit=" batch", mininterval=2.0):
+        batch = data.collate(indices).to(device)
+        top = teacher(batch.source, batch.target_in).float().topk(k, dim=-1)
+        top_ids = top.indices.to(torch.int32).cpu().numpy()
+        top_values = top.values.cpu().numpy()
+        for row, index in enumerate(indices):
+            line = data.lines[index]
+            start, stop = offsets[line], offsets[line + 1]
+            ids[start:stop] = top_ids[row, : stop - start]
+            values[start:stop] = top_values[row, : stop - start]
+    ids.flush()
+    values.flush()
+    np.save(directory / "lengths.npy", lengths)
+    meta = {"format": FORMAT, "k": k, "lines": lines, "positions": positions,
+            "skipped_lines": int((lengths == 0).sum()), **meta}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta
+
+
+class TeacherSignals:
+    """A signals directory, memory-mapped for reading."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        try:
+            self.meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
+            self.ids = np.load(self.directory / "ids.npy", mmap_mode="r")
+            self.logits = np.load(self.directory / "logits.npy", mmap_mode="r")
+            self.lengths = np.load(self.directory / "lengths.npy")
+        except (OSError, ValueError) as error:
+            raise NmtkdError(f"{self.directory}: not a teacher-signals directory "
+                             f"({error})") from None
+        if self.meta.get("format") != FORMAT:
+            raise NmtkdError(f"{self.directory}: teacher-signals format "
+                             f"{self.meta.get('format')}, this version reads {FORMAT}")
+        self.offsets = row_offsets(self.lengths)
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.meta['teacher']}:{self.meta['corpus']}:{self.k}"
+
+    def check_corpus(self, corpus_hash: str, data: ParallelData) -> None:
+        """Fail unless these signals were computed on this corpus and cover its lines."""
+        if self.meta["corpus"] != corpus_hash:
+            raise NmtkdError(f"{self.directory}: computed on another corpus (hash "
+                             f"{self.meta['corpus']}, the training data has {corpus_hash}); "
+                             "recompute them with `nmtkd teacher-signals`")
+        for index, line in enumerate(data.lines):
+            if self.lengths[line] != len(data.targets[index]) + 1:
+                raise NmtkdError(f"{self.directory}: line {line + 1} of the corpus has no "
+                                 "signals (too long for the teacher's max_positions)")
+
+    def lookup(self, lines: list[int], width: int, k: int,
+               device: torch.device) -> tuple[Tensor, Tensor]:
+        """[batch, width, k] ids and logits for corpus `lines` (zeros at padding); the first
+        `k` of the stored ones (they are sorted, largest first)."""
+        if k > self.k:
+            raise NmtkdError(f"{self.directory}: holds the teacher's top-{self.k}, "
+                             f"top-{k} was asked for")
+        ids = torch.zeros(len(lines), width, k, dtype=torch.long)
+        values = torch.zeros(len(lines), width, k, dtype=torch.float32)
+        for row, line in enumerate(lines):
+            start, stop = self.offsets[line], self.offsets[line + 1]
+            ids[row, : stop - start] = torch.from_numpy(np.array(self.ids[start:stop, :k]))
+            values[row, : stop - start] = torch.from_numpy(np.array(self.logits[start:stop, :k]))
+        return ids.to(device), values.to(device)
