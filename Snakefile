@@ -17,12 +17,12 @@ scattergather:
 include: "rules/config.smk"
 include: "rules/data.smk"
 include: "rules/spm.smk"
-include: "rules/teacher.smk"
+include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/distill.smk"
 include: "rules/teacher_signals.smk"
-include: "rules/students.smk"
+include: "rules/corpora.smk"
 include: "rules/report.smk"
 
 

@@ -55,7 +55,7 @@ def fingerprint(results: Path) -> dict:
     import pandas as pd
 
     found: dict[str, object] = {}
-    for pattern in ("translations/**/*.*", "distill/*.*", "data/spm/variants/*"):
+    for pattern in ("translations/**/*.*", "distill/**/*.*", "data/spm/variants/**/*.*"):
         for path in sorted(results.glob(pattern)):
             found[str(path.relative_to(results))] = sha256(path.read_bytes())
     for path in sorted(results.glob("eval/**/*.json")):

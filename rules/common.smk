@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 from nmtkd.configfiles import read_workflow_config
 from nmtkd.errors import NmtkdError
-from nmtkd.plan import TEACHER, build_plan
+from nmtkd.plan import build_plan
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
 
@@ -52,9 +52,8 @@ SPEED = EVAL["speed"]
 SPEED_TESTSET = PLAN.speed_testset
 BEAM = PLAN.beam
 BEAMS = PLAN.beams
-STUDENTS = list(PLAN.students)
 MODELS = PLAN.models
-VARIANTS = PLAN.variants
+CORPORA = PLAN.corpora
 
 
 def alternatives(names):
@@ -66,9 +65,8 @@ wildcard_constraints:
     testset=alternatives(TESTSETS),
     lang=alternatives([SRC, TGT]),
     model=alternatives(MODELS),
-    student=alternatives(STUDENTS),
-    variant=alternatives(VARIANTS),
-    corpus=alternatives(["gold", *VARIANTS]),
+    teacher=alternatives(PLAN.teachers),
+    corpus=alternatives(["gold", *CORPORA]),
     k="[0-9]+",
     beam=alternatives(BEAMS),
     quant=alternatives(QUANTIZATIONS),
@@ -84,68 +82,58 @@ def quoted_args(args):
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def resource(model, key):
-    return getattr(PLAN.model(model).resources, key)
+# ---- input functions and parameters of the rules: wildcards in, plan out ---------------------
+def from_plan(method, *names, then=None):
+    """An input function: PLAN.<method>(<the named wildcards' values>), then `then`."""
+
+    def function(wildcards):
+        value = getattr(PLAN, method)(*(getattr(wildcards, name) for name in names))
+        return then(value) if then else value
+
+    return function
 
 
-# ---- input functions and parameters of the rules (wildcards in, plan out) ---------------------
-def fetch_arguments(wildcards):
-    return quoted_args(PLAN.fetch_arguments(wildcards.split))
+def of_model(wildcard, attribute, key=None):
+    """An input function: an attribute (or one resource) of the wildcard's model."""
+
+    def function(wildcards):
+        value = getattr(PLAN.model(getattr(wildcards, wildcard)), attribute)
+        return getattr(value, key) if key else value
+
+    return function
 
 
-def encode_input(wildcards):
-    return PLAN.encode_input(wildcards.encoded_split, wildcards.lang)
+fetch_arguments = from_plan("fetch_arguments", "split", then=quoted_args)
+encode_input = from_plan("encode_input", "encoded_split", "lang")
+torch_checkpoint = from_plan("torch_checkpoint", "model")
+ct2_model = from_plan("ct2_model", "model", "quant")
+compute_type = from_plan("compute_type", "model", "quant")
+teacher_ct2_float32 = lambda wildcards: PLAN.ct2_model(wildcards.teacher, "float32")
+reference_teacher_checkpoint = lambda wildcards: PLAN.torch_checkpoint(
+    PLAN.reference_teacher(wildcards.model))
+corpus_inputs = from_plan("corpus_inputs", "corpus")
+corpus_arguments = from_plan("corpus_arguments", "corpus", then=quoted_args)
+training_inputs = from_plan("training_inputs", "model")
+train_settings = from_plan("train_settings", "model", then=quoted)
+# --init, --teacher, --teacher-signals: as the model and its criterion need
+optional_training_arguments = from_plan("training_arguments", "model", then=quoted_args)
+# teachers first: everything distilled waits for them
+training_priority = lambda wildcards: 10 if wildcards.model in PLAN.teachers else 0
+model_processes = of_model("model", "processes")
+model_gpus = of_model("model", "gpus")
+signals_inputs = lambda wildcards: {"model": PLAN.torch_checkpoint(wildcards.teacher),
+                                    "spm": PLAN.spm_model(),
+                                    **PLAN.encoded_corpus(wildcards.corpus)}
+teacher_device = lambda wildcards: PLAN.model(wildcards.teacher).training["device"]
+teacher_gpu = lambda wildcards: 1 if teacher_device(wildcards) == "cuda" else 0
 
 
-def torch_checkpoint(wildcards):
-    return PLAN.torch_checkpoint(wildcards.model)
+def model_resource(key, wildcard="model"):
+    return of_model(wildcard, "resources", key)
 
 
-def ct2_model(wildcards):
-    return PLAN.ct2_model(wildcards.model, wildcards.quant)
-
-
-def compute_type(wildcards):
-    return PLAN.compute_type(wildcards.model, wildcards.quant)
-
-
-def corpus_inputs(wildcards):
-    return PLAN.corpus_inputs(wildcards.variant)
-
-
-def corpus_arguments(wildcards):
-    return quoted_args(PLAN.corpus_arguments(wildcards.variant))
-
-
-def student_inputs(wildcards):
-    return PLAN.training_inputs(wildcards.student)
-
-
-def student_settings(wildcards):
-    return quoted(PLAN.train_settings(wildcards.student))
-
-
-def student_optional_arguments(wildcards):
-    """--init, --teacher, --teacher-signals: as the student and its criterion need."""
-    return quoted_args(PLAN.training_arguments(wildcards.student))
-
-
-def signals_inputs(wildcards):
-    return {"model": PLAN.torch_checkpoint(TEACHER), "spm": PLAN.spm_model(),
-            **PLAN.encoded_corpus(wildcards.corpus)}
-
-
-def student_resource(key):
-    """An input function for one resource of the `{student}` wildcard's model."""
-    return lambda wildcards: resource(wildcards.student, key)
-
-
-def student_processes(wildcards):
-    return PLAN.students[wildcards.student].processes
-
-
-def student_gpus(wildcards):
-    return PLAN.students[wildcards.student].gpus
+def teacher_resource(key):
+    return model_resource(key, "teacher")
 
 
 def evaluation_metadata(wildcards):

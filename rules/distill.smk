@@ -1,6 +1,6 @@
-# Sequence-level distillation data: the teacher's CT2 beam search over the training source in
-# parallel chunks (scatter / gather), Seq-KD targets (top hypothesis) and Seq-Inter targets
-# (the n-best candidate closest to the reference).
+# Sequence-level distillation data: each distilling teacher's CT2 beam search over the training
+# source in parallel chunks (scatter / gather), Seq-KD targets (top hypothesis) and Seq-Inter
+# targets (the n-best candidate closest to the reference), under distill/<teacher>/.
 
 
 rule split_distill_source:
@@ -21,11 +21,11 @@ rule split_distill_source:
 
 rule distill_chunk:
     input:
-        model=PLAN.ct2_model(TEACHER, "float32"),
+        model=teacher_ct2_float32,
         src=f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}",
     output:
-        best=temp(f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}"),
-        nbest=temp(f"{RESULTS}/distill/chunks/{{scatteritem}}.nbest.tsv"),
+        best=temp(f"{RESULTS}/distill/{{teacher}}/chunks/{{scatteritem}}.{TGT}"),
+        nbest=temp(f"{RESULTS}/distill/{{teacher}}/chunks/{{scatteritem}}.nbest.tsv"),
     params:
         beam=DISTILL["beam_size"],
         nbest=DISTILL["nbest"],
@@ -33,9 +33,9 @@ rule distill_chunk:
         max_length=DISTILL["max_length"],
         inter_threads=DISTILL["inter_threads"],
     log:
-        f"{LOGS}/distill_chunk/{{scatteritem}}.log",
+        f"{LOGS}/distill_chunk/{{teacher}}/{{scatteritem}}.log",
     benchmark:
-        f"{BENCHMARKS}/distill_chunk/{{scatteritem}}.tsv"
+        f"{BENCHMARKS}/distill_chunk/{{teacher}}/{{scatteritem}}.tsv"
     priority: 5  # on the critical path: the Seq-KD students wait for it
     threads: DISTILL["threads"]
     resources:
@@ -50,14 +50,16 @@ rule distill_chunk:
 
 rule gather_distilled:
     input:
-        best=gather.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.{TGT}"),
-        nbest=gather.distill(f"{RESULTS}/distill/chunks/{{scatteritem}}.nbest.tsv"),
+        # {{teacher}} (doubled braces) stays a wildcard through gather's expand
+        best=gather.distill(f"{RESULTS}/distill/{{{{teacher}}}}/chunks/{{scatteritem}}.{TGT}"),
+        nbest=gather.distill(
+            f"{RESULTS}/distill/{{{{teacher}}}}/chunks/{{scatteritem}}.nbest.tsv"),
         src=f"{RESULTS}/data/clean/train.{SRC}",
     output:
-        seqkd=f"{RESULTS}/distill/seqkd.{TGT}",
-        nbest=f"{RESULTS}/distill/nbest.tsv",
+        seqkd=f"{RESULTS}/distill/{{teacher}}/seqkd.{TGT}",
+        nbest=f"{RESULTS}/distill/{{teacher}}/nbest.tsv",
     log:
-        f"{LOGS}/gather_distilled.log",
+        f"{LOGS}/gather_distilled/{{teacher}}.log",
     threads: 1
     resources:
         mem_mb=1000,
@@ -69,14 +71,14 @@ rule gather_distilled:
 
 rule select_seqinter:
     input:
-        nbest=f"{RESULTS}/distill/nbest.tsv",
+        nbest=f"{RESULTS}/distill/{{teacher}}/nbest.tsv",
         ref=f"{RESULTS}/data/clean/train.{TGT}",
     output:
-        f"{RESULTS}/distill/seqinter.{TGT}",
+        f"{RESULTS}/distill/{{teacher}}/seqinter.{TGT}",
     params:
         metric=DISTILL["similarity"],
     log:
-        f"{LOGS}/select_seqinter.log",
+        f"{LOGS}/select_seqinter/{{teacher}}.log",
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,6 +1,6 @@
 # Evaluation of every model (teacher and students) through CTranslate2: greedy (K=1) and beam
 # (K=beam_size) decoding of each test set in float32, beam decoding in int8, sacreBLEU scores,
-# decoding speed, and Top-1 Agreement with the teacher.
+# decoding speed, and Top-1 Agreement with the model's teacher.
 
 
 rule translate_testset:
@@ -83,7 +83,7 @@ rule measure_speed:
 rule top1_agreement:
     input:
         model=torch_checkpoint,
-        teacher=PLAN.torch_checkpoint(TEACHER),
+        teacher=reference_teacher_checkpoint,
         spm=PLAN.spm_model(),
         src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
         ref=f"{RESULTS}/data/raw/{{testset}}.{TGT}",

@@ -1,9 +1,11 @@
-# Result tables written from the per-model, per-test-set evaluation files.
+# Result tables written from the per-model, per-test-set evaluation files: the primary
+# teacher's table, and the comparison of every model.
 
 
 rule teacher_table:
     input:
-        expand(f"{RESULTS}/eval/teacher/{{testset}}.float32.beam{BEAM}.json", testset=TESTSETS),
+        expand(f"{RESULTS}/eval/{PLAN.teacher.name}/{{testset}}.float32.beam{BEAM}.json",
+               testset=TESTSETS),
     output:
         f"{RESULTS}/tables/teacher.md",
     log:

@@ -7,20 +7,20 @@ rule teacher_signals:
     input:
         unpack(signals_inputs),
     output:
-        directory(f"{RESULTS}/signals/{TEACHER}/{{corpus}}.top{{k}}"),
+        directory(f"{RESULTS}/signals/{{teacher}}/{{corpus}}.top{{k}}"),
     params:
         max_tokens=config["training"]["max_tokens"],
-        device=PLAN.teacher.training["device"],
+        device=teacher_device,
     log:
-        f"{LOGS}/teacher_signals/{{corpus}}.top{{k}}.log",
+        f"{LOGS}/teacher_signals/{{teacher}}/{{corpus}}.top{{k}}.log",
     benchmark:
-        f"{BENCHMARKS}/teacher_signals/{{corpus}}.top{{k}}.tsv"
+        f"{BENCHMARKS}/teacher_signals/{{teacher}}/{{corpus}}.top{{k}}.tsv"
     priority: 5  # on the critical path: the Word-KD students wait for it
-    threads: resource(TEACHER, "threads")
+    threads: teacher_resource("threads")
     resources:
-        mem_mb=resource(TEACHER, "mem_mb"),
-        runtime=resource(TEACHER, "runtime"),
-        gpu=1 if PLAN.teacher.training["device"] == "cuda" else 0,
+        mem_mb=teacher_resource("mem_mb"),
+        runtime=teacher_resource("runtime"),
+        gpu=teacher_gpu,
     shell:
         "nmtkd teacher-signals --model {input.model:q} --train-src {input.train_src:q}"
         " --train-tgt {input.train_tgt:q} --spm {input.spm:q} --k {wildcards.k}"

@@ -46,7 +46,7 @@ def test_gpu_rule_requests_gpus_only_on_cuda(tmp_path):
     plan = run_snakemake(tmp_path, config, "-n", "--forceall")
     assert "gpu=0" in plan.stdout
     config["training"]["device"] = "cuda"
-    config["teacher"]["processes"] = 2
+    config["teachers"][0]["processes"] = 2
     plan = run_snakemake(tmp_path, config, "-n", "--forceall")
     assert "gpu=2" in plan.stdout
 
@@ -111,7 +111,7 @@ def test_slurm_profile_runs_the_workflow_through_sbatch(tmp_path):
     logs = [p.relative_to(log_root) for p in log_root.rglob("*.log")]
     # every rule but the local `all` ran as its own sbatch job, with SLURM's log per job
     assert len(completed) == len(logs) == steps - 1, (jobs, logs)
-    assert {p.parts[0] for p in logs} >= {"rule_train_teacher", "rule_export_ct2",
+    assert {p.parts[0] for p in logs} >= {"rule_train_model", "rule_export_ct2",
                                           "rule_translate_testset"}
     results = "results/cluster"
     for relative in ("translations/teacher/synthetic.float32.beam5.yy", "data/spm/train.xx"):

@@ -73,9 +73,9 @@ def test_schema_error_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda c: c["teacher"].setdefault("training", {}).update(
+    (lambda c: c["teachers"][0].setdefault("training", {}).update(
         loss={"name": "nll", "label_smothing": 0.1}),
-     "config error at teacher.training.loss: loss 'nll': "),
+     "config error at teachers[0].training.loss: loss 'nll': "),
     (lambda c: c["training"].update(loss={"name": "word_kd"}),
      "config error at training.loss.name: the teacher cannot train with 'word_kd'"),
     (lambda c: c["students"][0].update(init="baseline"),

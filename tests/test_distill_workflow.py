@@ -56,8 +56,8 @@ def test_chunked_distillation_equals_unchunked(synthetic, synthetic_spm, trained
         workdir.mkdir()
         config = config_for(synthetic, {"ct2_model": str(ct2_dir)})
         config["distill"] = {"chunks": chunks, "beam_size": 4, "nbest": 3, "max_length": 60}
-        run_snakemake(workdir, config, "--cores", "2", "results/reuse/distill/seqinter.yy",
-                      "results/reuse/distill/seqkd.yy")
+        run_snakemake(workdir, config, "--cores", "2", "results/reuse/distill/teacher/seqinter.yy",
+                      "results/reuse/distill/teacher/seqkd.yy")
         outputs[chunks] = {name: (workdir / "results/reuse/distill" / name).read_text()
                            for name in ("seqkd.yy", "nbest.tsv", "seqinter.yy")}
     # the distilled targets are identical; model scores may differ in the last printed digit,

@@ -26,7 +26,7 @@ def test_existing_checkpoint_skips_training_and_is_exported(synthetic, synthetic
                                                             trained_tiny, tmp_path):
     config = config_for(synthetic, {"checkpoint": str(trained_tiny), "spm": str(synthetic_spm)})
     plan = planned_rules(tmp_path, config)
-    assert "train_teacher" not in plan and "train_spm" not in plan
+    assert "train_model" not in plan and "train_spm" not in plan
     assert "export_ct2" in plan and "translate_testset" in plan
     run_snakemake(tmp_path, config, "--cores", "2")
     evaluation = json.loads(
@@ -43,7 +43,7 @@ def test_existing_ct2_model_alone_is_used_for_decoding(synthetic, synthetic_spm,
     export_model(trained_tiny, synthetic_spm, ct2_dir, "float32")
     config = config_for(synthetic, {"ct2_model": str(ct2_dir)})
     plan = planned_rules(tmp_path, config)
-    for rule in ("train_teacher", "train_spm", "export_ct2"):
+    for rule in ("train_model", "train_spm", "export_ct2"):
         assert rule not in plan
     run_snakemake(tmp_path, config, "--cores", "2")
     evaluation = json.loads(

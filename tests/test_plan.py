@@ -4,7 +4,7 @@ resources and paths as the rules receive them."""
 from __future__ import annotations
 
 import pytest
-from workflow_config import base_config, plan_of
+from workflow_config import assert_plan_fails, base_config, plan_of
 
 from nmtkd.errors import NmtkdError
 from nmtkd.plan import TEACHER
@@ -21,7 +21,8 @@ def test_models_variants_and_baseline_of_the_default_config(plan):
     assert plan.models == [TEACHER, "baseline", "word_kd", "seq_kd", "baseline_seqinter",
                            "seqkd_seqinter", "seqkd_wordkd", "seqkd_seqinter_wordkd"]
     # gold alone reuses the teacher's encoded data; seqinter and seqkd need their own corpora
-    assert plan.variants == ["seqinter", "seqkd"]
+    assert plan.corpora == ["teacher/seqinter", "teacher/seqkd"]
+    assert plan.distilling_teachers == [TEACHER]
     assert plan.baseline == "baseline"
     assert plan.speed_testset == "test_2016_flickr"  # the first test set: config.yaml names none
     assert plan.beams == [1, 5]
@@ -40,10 +41,10 @@ def test_losses_get_their_defaults_and_teacher_inputs_only_where_needed(plan):
     # top-8 Word-KD reads the teacher's signals on its own corpus, not the teacher itself
     inputs = plan.training_inputs("seqkd_wordkd")
     assert "teacher" not in inputs
-    assert inputs["teacher_signals"] == f"{R}/signals/teacher/seqkd.top8"
+    assert inputs["teacher_signals"] == f"{R}/signals/teacher/teacher/seqkd.top8"
     assert plan.training_arguments("seqkd_seqinter_wordkd") == [
         "--init", f"{R}/models/seqkd_wordkd/model.pt",
-        "--teacher-signals", f"{R}/signals/teacher/seqinter.top8"]
+        "--teacher-signals", f"{R}/signals/teacher/teacher/seqinter.top8"]
 
 
 def test_a_live_teacher_criterion_gets_the_teacher_checkpoint():
@@ -60,7 +61,7 @@ def test_fine_tuning_merges_training_keys_over_the_defaults(plan):
     assert training["max_tokens"] == 2500  # from the global training section
     inputs = plan.training_inputs("seqkd_seqinter")
     assert inputs["init"] == f"{R}/models/seq_kd/model.pt"
-    assert inputs["train_src"] == f"{R}/data/spm/variants/seqinter.en"
+    assert inputs["train_src"] == f"{R}/data/spm/variants/teacher/seqinter.en"
     assert plan.training_inputs("baseline")["train_tgt"] == f"{R}/data/spm/train.de"
 
 
@@ -76,10 +77,10 @@ def test_corpus_arguments_name_each_file_once():
     config["students"].append({"name": "base_kd", "data": ["gold", "seqkd", "best2"],
                                "loss": "nll"})
     plan = plan_of(config)
-    assert "gold+seqkd+best2" in plan.variants
-    assert plan.corpus_arguments("gold+seqkd+best2") == [
+    assert "teacher/gold+seqkd+best2" in plan.corpora
+    assert plan.corpus_arguments("teacher/gold+seqkd+best2") == [
         "--parts", "gold", "seqkd", "best2", "--gold", f"{R}/data/clean/train.de",
-        "--seqkd", f"{R}/distill/seqkd.de", "--nbest", f"{R}/distill/nbest.tsv"]
+        "--seqkd", f"{R}/distill/teacher/seqkd.de", "--nbest", f"{R}/distill/teacher/nbest.tsv"]
 
 
 def test_comparison_manifest_lists_every_result_file(plan):
@@ -90,7 +91,7 @@ def test_comparison_manifest_lists_every_result_file(plan):
         "k1": f"{R}/eval/seq_kd/test_2017_mscoco.float32.beam1.json",
         "beam": f"{R}/eval/seq_kd/test_2017_mscoco.float32.beam5.json",
         "int8": f"{R}/eval/seq_kd/test_2017_mscoco.int8.beam5.json"}
-    assert seq_kd["benchmark"] == f"{R}/benchmarks/train_student/seq_kd.tsv"
+    assert seq_kd["benchmark"] == f"{R}/benchmarks/train_model/seq_kd.tsv"
     # per model: training.json, benchmark, 2 CT2 dirs, 2 speed files, 3 x 3 evaluations,
     # 3 agreements = 18 files; 8 models
     assert len(plan.comparison_inputs()) == 18 * 8
@@ -103,7 +104,7 @@ def with_ct2_only_teacher(folder):
     ct2.mkdir()
     (ct2 / "spm.model").write_text("x")
     config = base_config()
-    config["teacher"]["existing"] = {"ct2_model": str(ct2)}
+    config["teachers"][0]["existing"] = {"ct2_model": str(ct2)}
     return config, ct2
 
 
@@ -112,7 +113,7 @@ def test_a_ct2_only_teacher_is_decoded_where_it_is(tmp_path):
     config["students"] = [s for s in config["students"] if "word" not in s["loss"]]
     config["students"] = [s for s in config["students"] if s.get("init") != "seqkd_wordkd"]
     plan = plan_of(config)
-    assert plan.teacher_is_ct2_only and not plan.teacher_is_trained
+    assert plan.teacher.ct2_only and not plan.teacher.trained
     assert plan.spm_model() == str(ct2 / "spm.model")
     assert plan.ct2_model(TEACHER, "int8") == str(ct2)
     assert plan.compute_type(TEACHER, "int8") == "int8"
@@ -127,3 +128,101 @@ def test_a_word_level_student_with_a_ct2_only_teacher_is_refused(tmp_path):
     with pytest.raises(NmtkdError, match=r"config error at students\[1\].loss: 'word_kd' needs "
                                          "the teacher's torch checkpoint"):
         plan_of(config)
+
+
+# ---- named teachers ----------------------------------------------------------------------------
+def with_second_teacher():
+    config = base_config()
+    config["teachers"].append({"name": "big", "preset": "teacher",
+                               "training": {"max_updates": 3000}})
+    config["students"].append({"name": "seq_kd_big", "data": ["gold", "seqkd"],
+                               "loss": "word_kd", "teacher": "big"})
+    return config
+
+
+def test_a_second_teacher_keys_its_distillation_signals_and_corpora_by_name():
+    plan = plan_of(with_second_teacher())
+    assert plan.models[:2] == [TEACHER, "big"] and plan.teacher.name == TEACHER
+    assert plan.teachers["big"].training["max_updates"] == 3000
+    assert plan.distilling_teachers == [TEACHER, "big"]
+    assert "big/gold+seqkd" in plan.corpora
+    assert plan.corpus_inputs("big/gold+seqkd")["seqkd"] == f"{R}/distill/big/seqkd.de"
+    assert plan.training_inputs("seq_kd_big")["teacher_signals"] == (
+        f"{R}/signals/big/big/gold+seqkd.top8")
+    # Top-1 Agreement against its own teacher; the table names the teacher of its data
+    assert plan.reference_teacher("seq_kd_big") == "big"
+    assert plan.reference_teacher("big") == "big"
+    assert plan.description("seq_kd_big")["data"] == "gold+seqkd (big)"
+    assert plan.description("seq_kd")["data"] == "seqkd"
+    assert f"{R}/models/big/ct2_int8" in plan.teacher_exports()
+    assert plan.comparison_manifest()["teacher"] == TEACHER
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda c: c["students"][-1].update(teacher="huge"),
+     "config error at students[7].teacher: unknown teacher 'huge' (known: teacher, big)"),
+    (lambda c: c["teachers"][1].update(name="teacher"),
+     "config error at teachers[1].name: 'teacher' is used by an earlier teacher"),
+    (lambda c: c["students"][0].update(name="big"),
+     "config error at students[0].name: 'big' is used by an earlier teacher"),
+    (lambda c: c.update(teacher={"preset": "teacher"}),
+     "config error at teachers: give either `teacher` (one teacher) or `teachers`"),
+    (lambda c: c["teachers"][1].update(preset="huge"),
+     "config error at teachers[1].preset: unknown preset 'huge'"),
+])
+def test_teacher_errors_name_their_key(change, expected):
+    config = with_second_teacher()
+    change(config)
+    assert_plan_fails(config, expected)
+
+
+def test_existing_teachers_must_share_one_sentencepiece_model(tmp_path):
+    config = with_second_teacher()
+    for index, text in enumerate(("one", "two")):
+        (tmp_path / f"m{index}.pt").write_text("x")
+        (tmp_path / f"spm{index}.model").write_text(text)
+        config["teachers"][index]["existing"] = {"checkpoint": str(tmp_path / f"m{index}.pt"),
+                                                 "spm": str(tmp_path / f"spm{index}.model")}
+    assert_plan_fails(config, "config error at teachers[1].existing: its SentencePiece model "
+                              "differs from that of teachers[0]")
+    (tmp_path / "spm1.model").write_text("one")  # the same bytes: accepted
+    assert plan_of(config).spm_model() == str(tmp_path / "spm0.model")
+
+
+# ---- seeds -------------------------------------------------------------------------------------
+def test_seeds_make_one_run_per_seed_in_its_own_folder():
+    config = base_config()
+    config["student_defaults"]["seeds"] = [1, 2]
+    config["students"][0]["seeds"] = [1, 2, 3]  # the baseline: its own list wins
+    plan = plan_of(config)
+    assert list(plan.students)[:4] == ["baseline/seed1", "baseline/seed2", "baseline/seed3",
+                                       "word_kd/seed1"]
+    run = plan.students["word_kd/seed2"]
+    assert run.training["seed"] == 2 and run.student == "word_kd"
+    assert plan.torch_checkpoint("word_kd/seed2") == f"{R}/models/word_kd/seed2/model.pt"
+    # a fine-tuning run starts from the same seed's run of its init student
+    assert plan.training_inputs("seqkd_seqinter/seed2")["init"] == (
+        f"{R}/models/seq_kd/seed2/model.pt")
+    assert plan.description("seqkd_seqinter/seed2")["init"] == "seq_kd"
+    assert plan.baseline == "baseline/seed1"
+    row = plan.model_results("word_kd/seed2")
+    assert (row["student"], row["seed"]) == ("word_kd", 2)
+    assert row["eval"]["test_2016_flickr"]["k1"] == (
+        f"{R}/eval/word_kd/seed2/test_2016_flickr.float32.beam1.json")
+    assert len(plan.models) == 1 + 3 + 6 * 2
+
+
+def test_without_seeds_a_student_is_one_run_with_the_training_seed(plan):
+    run = plan.students["seq_kd"]
+    assert run.training["seed"] == 1 and run.student == "seq_kd"
+    assert plan.model_results("seq_kd")["seed"] == 1
+
+
+def test_a_fine_tune_needs_seeds_its_init_student_has():
+    config = base_config()
+    config["students"][2]["seeds"] = [1, 2]  # seq_kd
+    config["students"][4]["seeds"] = [2, 3]  # seqkd_seqinter, init seq_kd
+    assert_plan_fails(config, "config error at students[4].init: 'seq_kd' has runs for seeds "
+                              "[1, 2]; 'seqkd_seqinter' must list seeds among them")
+    del config["students"][4]["seeds"]
+    assert_plan_fails(config, "config error at students[4].init")

@@ -280,7 +280,8 @@ def set_student(index, **changes):
     (set_student(3, init="baseline_seqinter"), "config error at students[3].init: "
                                                "'baseline_seqinter' cannot initialise from itself"),
     (set_student(1, name="baseline"), "config error at students[1].name: 'baseline' is used"),
-    (set_student(0, name="teacher"), "config error at students[0].name: 'teacher' is reserved"),
+    (set_student(0, name="teacher"),
+     "config error at students[0].name: 'teacher' is used by an earlier teacher"),
     (set_student(4, preset="tiny"), "config error at students[4].init: 'seq_kd' uses another "
                                     "preset"),
     (set_student(0, preset="huge"), "config error at students[0].preset: unknown preset"),
@@ -304,7 +305,7 @@ def test_default_config_plans_every_student(tmp_path):
     result = run_snakemake(tmp_path, base_config(), "-n", "--quiet", "rules")
     counts = dict(line.split() for line in result.stdout.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert counts["train_student"] == "7" and counts["train_teacher"] == "1"
+    assert counts["train_model"] == "8"  # one teacher, seven students
     assert counts["build_student_corpus"] == "2"  # seqkd and seqinter; gold is the teacher's
     assert counts["comparison_tables"] == "1"
 
@@ -352,5 +353,5 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
     rerun = run_snakemake(tmp_path, config, "--cores", "2", "results/tiny/tables/comparison.md",
                           "--forcerun", "comparison_tables")
     assert "rule comparison_tables" in rerun.stdout + rerun.stderr
-    assert "rule train_student" not in rerun.stdout + rerun.stderr
+    assert "rule train_model" not in rerun.stdout + rerun.stderr
     assert (tables / "comparison.csv").stat().st_mtime_ns > before

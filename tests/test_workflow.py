@@ -55,7 +55,7 @@ def test_cli_error_is_one_clear_line(tmp_path):
     (lambda c: c["data"]["test"].update(bad={"src": "x"}),
      "config error at data.test.bad: 'tgt' is a required property"),
     (lambda c: c["presets"]["tiny"].update(layers=3), "'layers' was unexpected"),
-    (lambda c: c["teacher"].update(preset="huge"), "config error at teacher.preset"),
+    (lambda c: c["teachers"][0].update(preset="huge"), "config error at teachers[0].preset"),
     (lambda c: c["training"]["loss"].update(name="wordkd"),
      "config error at training.loss.name: unknown loss 'wordkd'"),
     (lambda c: c["data"]["test"].update(valid={"src": "a", "tgt": "b"}),
@@ -71,13 +71,14 @@ def test_bad_config_fails_validation_naming_the_key(change, expected):
 
 def test_a_bad_config_stops_a_dry_run_with_one_line(tmp_path):
     config = base_config()
-    config["teacher"]["preset"] = "huge"
-    assert_dry_run_fails(tmp_path, config, "config error at teacher.preset: unknown preset 'huge'")
+    config["teachers"][0]["preset"] = "huge"
+    assert_dry_run_fails(tmp_path, config,
+                         "config error at teachers[0].preset: unknown preset 'huge'")
 
 
 def test_default_config_plans_the_whole_chain(tmp_path):
     result = run_snakemake(tmp_path, base_config(), "-n", "--quiet", "rules")
-    for rule in ("fetch_dataset", "clean_train", "train_spm", "encode_spm", "train_teacher",
+    for rule in ("fetch_dataset", "clean_train", "train_spm", "encode_spm", "train_model",
                  "export_ct2", "translate_testset", "evaluate_testset", "teacher_table",
                  "save_config"):
         assert rule in result.stdout
@@ -114,7 +115,7 @@ def test_multi30k_tiny_end_to_end_and_single_stage_rerun(tmp_path):
     assert "| test_2016_flickr |" in table and "BLEU signature: `nrefs:1" in table
     for quant in ("float32", "int8"):
         assert (results / f"models/teacher/ct2_{quant}/spm.model").is_file()
-    benchmark = results / "benchmarks/train_teacher.tsv"
+    benchmark = results / "benchmarks/train_model/teacher.tsv"
     assert benchmark.read_text().startswith("s\th:m:s")
 
     # rerun one stage alone: re-export the CT2 model without retraining the teacher
@@ -124,12 +125,12 @@ def test_multi30k_tiny_end_to_end_and_single_stage_rerun(tmp_path):
     rerun = run_snakemake(tmp_path, config, "results/tiny/models/teacher/ct2_float32",
                           "--cores", "2", "--forcerun", "export_ct2")
     assert "rule export_ct2" in rerun.stdout + rerun.stderr
-    assert "rule train_teacher" not in rerun.stdout + rerun.stderr
+    assert "rule train_model" not in rerun.stdout + rerun.stderr
     assert model.stat().st_mtime_ns == model_time
     assert (results / "models/teacher/ct2_float32/model.bin").stat().st_mtime_ns > export_time
     # the downstream steps of the re-exported model are now out of date, nothing upstream is
     plan = run_snakemake(tmp_path, config, "--cores", "2", "-n", "--quiet", "rules")
-    assert "translate_testset" in plan.stdout and "train_teacher" not in plan.stdout
+    assert "translate_testset" in plan.stdout and "train_model" not in plan.stdout
 
 
 @pytest.mark.e2e

@@ -27,6 +27,7 @@ def tiny_config(experiment: str, data: dict[str, Any], **training: Any) -> dict[
     config["experiment"] = experiment
     config["data"] = {"mirror": None, **data}
     config["sentencepiece"] = {"vocab_size": 500, "sample_size": 100000}
+    config.pop("teachers")  # one teacher, given by the shorthand
     config["teacher"] = {"preset": "tiny", "resources": {"threads": 2, "mem_mb": 2000,
                                                         "runtime": 30}}
     config["training"].update({"max_tokens": 1024, "warmup": 100, "max_updates": 120,

@@ -1,85 +1,39 @@
-"""The resolved plan: a validated config turned into models, their corpora, losses, resources
-and every path of an experiment. All config checks that the schema cannot express live here,
-once, each failing with `config error at <key>: ...`; the workflow's rules only read the plan.
+"""The resolved plan: a validated config turned into models (teachers and students), their
+corpora, criteria, resources and every path of an experiment. All config checks that the
+schema cannot express live here (and in nmtkd.plan_checks), once, each failing with
+`config error at <key>: ...`; the workflow's rules only read the plan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nmtkd.configfiles import deep_merge
-from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS, Criterion, build_criterion
-from nmtkd.errors import NmtkdError
+from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS
+from nmtkd.plan_models import (
+    DEFAULT_MAX_POSITIONS,
+    TEACHER,
+    ConfigError,
+    ModelPlan,
+    Resources,
+    seed_runs,
+    student_plans,
+    teacher_plans,
+)
 from nmtkd.variants import PART_FILES
 
-TEACHER = "teacher"
-DEFAULT_MAX_POSITIONS = 1024
-
-
-class ConfigError(NmtkdError):
-    def __init__(self, key: str, message: str):
-        super().__init__(f"config error at {key}: {message}")
-        self.key = key
-
-
-@dataclass(frozen=True)
-class Resources:
-    threads: int
-    mem_mb: int
-    runtime: int
-
-
-@dataclass(frozen=True)
-class ModelPlan:
-    """One model to train (or reuse): its architecture, trainer settings and training data."""
-
-    name: str
-    preset: str
-    architecture: dict[str, Any]
-    training: dict[str, Any]  # merged trainer settings, the loss with its defaults filled in
-    parts: tuple[str, ...]  # corpus parts, concatenated in this order
-    resources: Resources
-    processes: int = 1
-    init: str | None = None
-
-    @property
-    def loss_name(self) -> str:
-        return self.training["loss"]["name"]
-
-    @property
-    def criterion(self) -> Criterion:
-        """The loss, built from its settings (unbound: without the teacher it may need)."""
-        return build_criterion(self.training["loss"])
-
-    @property
-    def needs(self) -> frozenset[str]:
-        """What its criterion needs from the teacher (see nmtkd.criteria.base)."""
-        return self.criterion.needs
-
-    @property
-    def gpus(self) -> int:
-        """GPUs to request: one per process on CUDA, none otherwise."""
-        return self.processes if self.training["device"] == "cuda" else 0
-
-    @property
-    def variant(self) -> str:
-        return "+".join(self.parts)
-
-    @property
-    def max_positions(self) -> int:
-        return self.architecture.get("max_positions", DEFAULT_MAX_POSITIONS)
+__all__ = ["DEFAULT_MAX_POSITIONS", "TEACHER", "ConfigError", "ModelPlan", "Plan", "Resources",
+           "build_plan"]
 
 
 @dataclass(frozen=True)
 class Plan:
     config: dict[str, Any]
-    teacher: ModelPlan
-    students: dict[str, ModelPlan]
-    baseline: str | None
+    teachers: dict[str, ModelPlan]  # the first is the primary: the tables compare against it
+    students: dict[str, ModelPlan]  # one per run: <student>, or <student>/seed<k> per seed
+    baseline: str | None  # the run the Δ columns compare against
     speed_testset: str
-    existing: dict[str, str] = field(default_factory=dict)
 
     # ---- names ---------------------------------------------------------------------------------
     @property
@@ -103,13 +57,24 @@ class Plan:
         return list(self.config["data"]["test"])
 
     @property
-    def models(self) -> list[str]:
-        return [TEACHER, *self.students]
+    def teacher(self) -> ModelPlan:
+        """The primary teacher (the first): speed-ups and the teacher table refer to it."""
+        return next(iter(self.teachers.values()))
 
     @property
-    def variants(self) -> list[str]:
-        """Student corpora to build (gold alone is the teacher's own encoded data)."""
-        return sorted({student.variant for student in self.students.values()} - {"gold"})
+    def models(self) -> list[str]:
+        return [*self.teachers, *self.students]
+
+    @property
+    def corpora(self) -> list[str]:
+        """Student corpora to build (gold alone is the teachers' own encoded data)."""
+        return sorted({student.corpus for student in self.students.values()} - {"gold"})
+
+    @property
+    def distilling_teachers(self) -> list[str]:
+        """Teachers whose beam search makes student data."""
+        return [name for name in self.teachers
+                if any(s.teacher == name and s.distilled for s in self.students.values())]
 
     @property
     def beam(self) -> int:
@@ -120,90 +85,99 @@ class Plan:
         """K=1 (greedy) and K=beam, as in Kim & Rush's tables."""
         return sorted({1, self.beam})
 
-    # ---- the teacher ---------------------------------------------------------------------------
-    @property
-    def teacher_is_ct2_only(self) -> bool:
-        return "ct2_model" in self.existing and "checkpoint" not in self.existing
-
-    @property
-    def teacher_is_trained(self) -> bool:
-        return "checkpoint" not in self.existing and not self.teacher_is_ct2_only
-
+    # ---- teachers and model files -------------------------------------------------------------
     def spm_model(self) -> str:
-        """The SentencePiece model of the run: the existing teacher's, else the trained one."""
-        if "spm" in self.existing:
-            return self.existing["spm"]
-        if "ct2_model" in self.existing:
-            return str(Path(self.existing["ct2_model"]) / "spm.model")
+        """The SentencePiece model of the run (every model shares it): an existing teacher's,
+        else the one trained on the gold data."""
+        for teacher in self.teachers.values():
+            if "spm" in teacher.existing:
+                return teacher.existing["spm"]
+            if "ct2_model" in teacher.existing:
+                return str(Path(teacher.existing["ct2_model"]) / "spm.model")
         return f"{self.results}/spm/spm.model"
 
-    def torch_checkpoint(self, model: str) -> str:
-        if model == TEACHER and "checkpoint" in self.existing:
-            return self.existing["checkpoint"]
-        return f"{self.results}/models/{model}/model.pt"
+    def torch_checkpoint(self, name: str) -> str:
+        existing = self.model(name).existing
+        return existing.get("checkpoint") or f"{self.results}/models/{name}/model.pt"
 
-    def ct2_model(self, model: str, quant: str) -> str:
+    def ct2_model(self, name: str, quant: str) -> str:
         """A model's CTranslate2 directory for one quantization. A teacher given only as a CT2
         model is quantized when loaded (`compute_type`) instead."""
-        if model == TEACHER and self.teacher_is_ct2_only:
-            return self.existing["ct2_model"]
-        return f"{self.results}/models/{model}/ct2_{quant}"
+        if self.model(name).ct2_only:
+            return self.model(name).existing["ct2_model"]
+        return f"{self.results}/models/{name}/ct2_{quant}"
 
-    def compute_type(self, model: str, quant: str) -> str:
-        if model == TEACHER and self.teacher_is_ct2_only and quant != "float32":
+    def compute_type(self, name: str, quant: str) -> str:
+        if self.model(name).ct2_only and quant != "float32":
             return quant
         return "default"
 
     def teacher_exports(self) -> list[str]:
-        if self.teacher_is_ct2_only:
-            return []
-        return [self.ct2_model(TEACHER, q) for q in self.config["export"]["quantizations"]]
+        return [self.ct2_model(name, q) for name, teacher in self.teachers.items()
+                if not teacher.ct2_only for q in self.config["export"]["quantizations"]]
 
     # ---- corpora -------------------------------------------------------------------------------
-    def part_files(self) -> dict[str, str]:
-        """The file each corpus part reads its targets from."""
-        results, tgt = self.results, self.tgt
-        return {"gold": f"{results}/data/clean/train.{tgt}",
-                "seqkd": f"{results}/distill/seqkd.{tgt}",
-                "seqinter": f"{results}/distill/seqinter.{tgt}",
-                "best2": f"{results}/distill/nbest.tsv"}
+    def distilled_file(self, teacher: str, name: str) -> str:
+        """A file of a teacher's distillation: seqkd.<tgt>, nbest.tsv, seqinter.<tgt>."""
+        return f"{self.results}/distill/{teacher}/{name}"
 
-    def corpus_inputs(self, variant: str) -> dict[str, str]:
+    def part_files(self, teacher: str | None) -> dict[str, str]:
+        """The file each corpus part reads its targets from (distilled parts: `teacher`'s)."""
+        files = {"gold": f"{self.results}/data/clean/train.{self.tgt}"}
+        if teacher is not None:
+            files.update({"seqkd": self.distilled_file(teacher, f"seqkd.{self.tgt}"),
+                          "seqinter": self.distilled_file(teacher, f"seqinter.{self.tgt}"),
+                          "best2": self.distilled_file(teacher, "nbest.tsv")})
+        return files
+
+    @staticmethod
+    def corpus_parts(corpus: str) -> tuple[str | None, list[str]]:
+        """A corpus name's teacher (None without distilled parts) and parts."""
+        teacher, _, variant = corpus.rpartition("/")
+        return teacher or None, variant.split("+")
+
+    def corpus_inputs(self, corpus: str) -> dict[str, str]:
         inputs = {"source": f"{self.results}/data/clean/train.{self.src}",
                   "spm": self.spm_model()}
-        files = self.part_files()
-        for part in variant.split("+"):
+        teacher, parts = self.corpus_parts(corpus)
+        files = self.part_files(teacher)
+        for part in parts:
             inputs[part] = files[part]
         return inputs
 
-    def corpus_arguments(self, variant: str) -> list[str]:
+    def corpus_arguments(self, corpus: str) -> list[str]:
         """`nmtkd corpus` arguments naming the parts and their files."""
-        parts = variant.split("+")
-        files = self.part_files()
+        teacher, parts = self.corpus_parts(corpus)
+        files = self.part_files(teacher)
         args = ["--parts", *parts]
         for part in dict.fromkeys(parts):
             args += [f"--{PART_FILES[part]}", files[part]]
         return args
 
-    def training_corpus(self, model: ModelPlan) -> dict[str, str]:
-        """Encoded training data: the teacher's own for gold alone (so that the teacher and
-        the gold students become ready together, and the teacher's priority counts)."""
-        return self.encoded_corpus(model.variant)
+    def encoded_corpus(self, corpus: str) -> dict[str, str]:
+        """The encoded files of a corpus (gold: the teachers' own training data, so that the
+        teacher and the gold students become ready together)."""
+        stem = "data/spm/train" if corpus == "gold" else f"data/spm/variants/{corpus}"
+        return {"train_src": f"{self.results}/{stem}.{self.src}",
+                "train_tgt": f"{self.results}/{stem}.{self.tgt}"}
 
     # ---- training ------------------------------------------------------------------------------
+    def model(self, name: str) -> ModelPlan:
+        return self.teachers[name] if name in self.teachers else self.students[name]
+
     def training_inputs(self, name: str) -> dict[str, str]:
         model = self.model(name)
         results = self.results
-        inputs = {**self.training_corpus(model),
+        inputs = {**self.encoded_corpus(model.corpus),
                   "valid_src": f"{results}/data/spm/valid.{self.src}",
                   "valid_tgt": f"{results}/data/spm/valid.{self.tgt}",
                   "valid_ref": f"{results}/data/raw/valid.{self.tgt}",
                   "spm": self.spm_model()}
         needs = model.needs
         if TEACHER_MODEL in needs:
-            inputs["teacher"] = self.torch_checkpoint(TEACHER)
+            inputs["teacher"] = self.torch_checkpoint(model.teacher)
         if TEACHER_SIGNALS in needs:
-            inputs["teacher_signals"] = self.teacher_signals(model.variant,
+            inputs["teacher_signals"] = self.teacher_signals(model.teacher, model.corpus,
                                                              model.criterion.signals_k)
         if model.init:
             inputs["init"] = self.torch_checkpoint(model.init)
@@ -223,48 +197,47 @@ class Plan:
         return [item for key, flag in flags.items() if key in inputs
                 for item in (flag, inputs[key])]
 
-    # ---- teacher signals -----------------------------------------------------------------------
-    def teacher_signals(self, variant: str, k: int) -> str:
-        """The teacher's top-k on a student corpus (one artifact per corpus and k)."""
-        return f"{self.results}/signals/{TEACHER}/{variant}.top{k}"
-
-    def encoded_corpus(self, variant: str) -> dict[str, str]:
-        """The encoded corpus of a variant (gold: the teacher's own training data)."""
-        stem = "data/spm/train" if variant == "gold" else f"data/spm/variants/{variant}"
-        return {"train_src": f"{self.results}/{stem}.{self.src}",
-                "train_tgt": f"{self.results}/{stem}.{self.tgt}"}
-
-    def model(self, name: str) -> ModelPlan:
-        return self.teacher if name == TEACHER else self.students[name]
+    def teacher_signals(self, teacher: str, corpus: str, k: int) -> str:
+        """A teacher's top-k on a student corpus (one artifact per teacher, corpus and k)."""
+        return f"{self.results}/signals/{teacher}/{corpus}.top{k}"
 
     # ---- evaluation and tables -----------------------------------------------------------------
-    @property
-    def has_agreement(self) -> bool:
-        """Top-1 Agreement needs the teacher's torch model."""
-        return not self.teacher_is_ct2_only
+    def reference_teacher(self, name: str) -> str:
+        """The teacher a model is compared with (Top-1 Agreement): a student's own teacher; a
+        teacher itself."""
+        return self.model(name).teacher or name
+
+    def has_agreement(self, name: str) -> bool:
+        """Top-1 Agreement needs the torch models of the model and of its teacher."""
+        return not (self.model(name).ct2_only or self.model(self.reference_teacher(name)).ct2_only)
 
     def description(self, name: str) -> dict[str, str]:
+        """The Data, Loss and Init columns; a student of another than the primary teacher
+        names its teacher after its data."""
         model = self.model(name)
-        return {"data": model.variant, "loss": model.loss_name, "init": model.init or ""}
+        data = model.variant
+        if model.distilled and model.teacher != self.teacher.name:
+            data = f"{data} ({model.teacher})"
+        init = self.model(model.init).student if model.init else ""
+        return {"data": data, "loss": model.loss_name, "init": init}
 
     def training_benchmark(self, name: str) -> str:
-        if name == TEACHER:
-            return f"{self.results}/benchmarks/train_teacher.tsv"
-        return f"{self.results}/benchmarks/train_student/{name}.tsv"
+        return f"{self.results}/benchmarks/train_model/{name}.tsv"
 
     def model_results(self, name: str) -> dict[str, Any]:
         """One model's entry of the comparison manifest: the files its row is read from."""
         results, quants = self.results, self.config["export"]["quantizations"]
-        trained = name != TEACHER or self.teacher_is_trained
-        ct2 = {q: None if name == TEACHER and self.teacher_is_ct2_only else
-               f"{results}/models/{name}/ct2_{q}" for q in ("float32", "int8") if q in quants}
-        if name == TEACHER and self.teacher_is_ct2_only:
-            ct2["float32"] = self.existing["ct2_model"]
+        model = self.model(name)
+        ct2 = {q: None if model.ct2_only else f"{results}/models/{name}/ct2_{q}"
+               for q in ("float32", "int8") if q in quants}
+        if model.ct2_only:
+            ct2["float32"] = model.existing["ct2_model"]
         evaluations = f"{results}/eval/{name}"
         return {
             "name": name, **self.description(name),
-            "training": f"{results}/models/{name}/training.json" if trained else None,
-            "benchmark": self.training_benchmark(name) if trained else None,
+            "student": model.student or name, "seed": model.training["seed"],
+            "training": f"{results}/models/{name}/training.json" if model.trained else None,
+            "benchmark": self.training_benchmark(name) if model.trained else None,
             "ct2": ct2,
             "speed": {q: f"{results}/speed/{name}.{q}.json"
                       for q in ("float32", "int8") if q in quants},
@@ -275,7 +248,7 @@ class Plan:
                    if "int8" in quants else {}),
             } for testset in self.testsets},
             "agreement": {testset: f"{evaluations}/{testset}.agreement.json"
-                          for testset in self.testsets} if self.has_agreement else {},
+                          for testset in self.testsets} if self.has_agreement(name) else {},
         }
 
     def comparison_manifest(self) -> dict[str, Any]:
@@ -283,8 +256,8 @@ class Plan:
         speed = self.config["evaluation"]["speed"]
         timing = ("one timed run" if speed["repeats"] == 1
                   else f"fastest of {speed['repeats']} timed runs")
-        return {"experiment": self.experiment, "teacher": TEACHER, "baseline": self.baseline,
-                "beam_size": self.beam, "testsets": self.testsets,
+        return {"experiment": self.experiment, "teacher": self.teacher.name,
+                "baseline": self.baseline, "beam_size": self.beam, "testsets": self.testsets,
                 "speed_testset": self.speed_testset,
                 "models": [self.model_results(name) for name in self.models],
                 "speed_settings": f"beam {speed['beam_size']}, batch {speed['batch_size']}, "
@@ -302,7 +275,8 @@ class Plan:
                 files.append(value)
 
         for model in self.comparison_manifest()["models"]:
-            collect({k: v for k, v in model.items() if k not in ("name", "data", "loss", "init")})
+            collect({k: v for k, v in model.items()
+                     if k not in ("name", "data", "loss", "init", "student")})
         return files
 
     # ---- data ----------------------------------------------------------------------------------
@@ -333,89 +307,24 @@ class Plan:
 
 def build_plan(config: dict[str, Any]) -> Plan:
     """Check a schema-valid config (defaults filled in) and resolve it into a plan."""
-    from nmtkd.plan_checks import (
-        check_existing_teacher,
-        check_general,
-        check_student_entries,
-        check_teacher_training,
-    )
+    from nmtkd.plan_checks import check_general, check_students, check_teachers
 
-    teacher = teacher_plan(config)
-    check_general(config, teacher)
+    teachers = teacher_plans(config)
+    check_general(config, teachers)
     testsets = list(config["data"]["test"])
     speed_testset = config["evaluation"]["speed"].get("testset") or testsets[0]
     if speed_testset not in testsets:
         raise ConfigError("evaluation.speed.testset", f"unknown test set {speed_testset!r} "
                           f"(known: {', '.join(testsets)})")
-    existing = dict(config["teacher"].get("existing") or {})
-    check_existing_teacher(existing)
-    check_teacher_training(config, teacher, existing)
-    students = student_plans(config)
-    check_student_entries(config, teacher, students, existing)
-    return Plan(config=config, teacher=teacher, students=students,
-                baseline=default_baseline(config, students), speed_testset=speed_testset,
-                existing=existing)
-
-
-def resolve_loss(config: dict[str, Any], spec: str | dict[str, Any]) -> dict[str, Any]:
-    """A loss entry (a name or {name, parameters}) with the `losses` defaults under it."""
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    return {**config["losses"].get(spec["name"], {}), **spec}
-
-
-def section_resources(config: dict[str, Any], section: dict[str, Any]) -> Resources:
-    defaults = config["resources"]
-    own = section.get("resources", {})
-    return Resources(**{key: own.get(key, defaults[key])
-                        for key in ("threads", "mem_mb", "runtime")})
-
-
-def teacher_plan(config: dict[str, Any]) -> ModelPlan:
-    section = config[TEACHER]
-    training = deep_merge(config["training"], section.get("training", {}))
-    return ModelPlan(name=TEACHER, preset=section["preset"],
-                     architecture=config["presets"].get(section["preset"], {}),
-                     training=training, parts=("gold",),
-                     resources=section_resources(config, section),
-                     processes=section.get("processes", 1))
-
-
-def student_training(config: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """A student's trainer settings. Its loss: `loss:`, else its own `training.loss`, else the
-    name of the global `training.loss`; the `losses` defaults go under each of them, so a
-    student without `loss:` trains exactly like one with `loss: nll`."""
-    training = deep_merge(config["training"], entry.get("training", {}))
-    if "loss" in entry:
-        spec = entry["loss"]
-    elif "loss" in entry.get("training", {}):
-        spec = training["loss"]
-    else:
-        spec = training["loss"]["name"]
-    training["loss"] = resolve_loss(config, spec)
-    return training
-
-
-def student_entry(config: dict[str, Any], index: int) -> dict[str, Any]:
-    """A student's settings: `student_defaults` with the list entry's own keys on top."""
-    return deep_merge(config.get("student_defaults", {}), config["students"][index])
-
-
-def student_plans(config: dict[str, Any]) -> dict[str, ModelPlan]:
-    from nmtkd.plan_checks import check_student_names
-
-    check_student_names(config)
-    students = {}
-    for index in range(len(config.get("students", []))):
-        entry = student_entry(config, index)
-        data = entry["data"]
-        students[entry["name"]] = ModelPlan(
-            name=entry["name"], preset=entry["preset"],
-            architecture=config["presets"].get(entry["preset"], {}),
-            training=student_training(config, entry),
-            parts=(data,) if isinstance(data, str) else tuple(data),
-            resources=section_resources(config, entry),
-            processes=entry.get("processes", 1), init=entry.get("init"))
-    return students
+    check_teachers(config, teachers)
+    students = student_plans(config, teachers)
+    check_students(config, teachers, students)
+    runs = seed_runs(students)
+    baseline = default_baseline(config, students)
+    baseline_runs = [name for name, run in runs.items() if run.student == baseline]
+    return Plan(config=config, teachers=teachers, students=runs,
+                baseline=baseline_runs[0] if baseline_runs else None,
+                speed_testset=speed_testset)
 
 
 def default_baseline(config: dict[str, Any], students: dict[str, ModelPlan]) -> str | None:
@@ -427,4 +336,3 @@ def default_baseline(config: dict[str, Any], students: dict[str, ModelPlan]) -> 
         if student.parts == ("gold",) and student.init is None and student.loss_name == "nll":
             return name
     return None
-

@@ -7,7 +7,7 @@ from typing import Any
 
 from nmtkd.criteria import Criterion, build_criterion, known_criteria
 from nmtkd.errors import NmtkdError
-from nmtkd.plan import TEACHER, ConfigError, ModelPlan
+from nmtkd.plan_models import ConfigError, ModelPlan, teacher_entries
 from nmtkd.variants import PARTS
 
 
@@ -20,14 +20,24 @@ def check_loss_name(key: str, name: str, module: str | None = None) -> None:
         raise ConfigError(key, f"unknown loss {name!r} (known: {known(known_criteria())})")
 
 
-def check_general(config: dict[str, Any], teacher: ModelPlan) -> None:
+def built_criterion(key: str, spec: dict[str, Any]) -> Criterion:
+    """Build the loss once, so that a wrong parameter fails now, naming its key, and not when
+    training starts."""
+    try:
+        return build_criterion(spec)
+    except (NmtkdError, TypeError, ValueError) as error:
+        raise ConfigError(key, str(error)) from None
+
+
+def check_general(config: dict[str, Any], teachers: dict[str, ModelPlan]) -> None:
     presets = config["presets"]
-    teacher_preset = config[TEACHER]["preset"]
-    if teacher_preset not in presets:
-        raise ConfigError(f"{TEACHER}.preset", f"unknown preset {teacher_preset!r} "
-                          f"(known: {known(presets)})")
-    for key, settings in (("training", config["training"]),
-                          ("teacher.training", config[TEACHER].get("training", {}))):
+    for teacher in teachers.values():
+        if teacher.preset not in presets:
+            raise ConfigError(f"{teacher.key}.preset", f"unknown preset {teacher.preset!r} "
+                              f"(known: {known(presets)})")
+    loss_sections = [("training", config["training"])] + [
+        (f"{key}.training", entry.get("training", {})) for key, entry in teacher_entries(config)]
+    for key, settings in loss_sections:
         loss = settings.get("loss", {})
         if loss.get("name") is not None:
             check_loss_name(f"{key}.loss.name", loss["name"], loss.get("module"))
@@ -39,19 +49,37 @@ def check_general(config: dict[str, Any], teacher: ModelPlan) -> None:
             raise ConfigError(f"presets.{name}", "d_model must be divisible by heads")
     if config["data"]["src_lang"] == config["data"]["tgt_lang"]:
         raise ConfigError("data.tgt_lang", "must differ from data.src_lang")
-    positions = teacher.max_positions
-    if teacher.training["max_length"] >= positions:
-        raise ConfigError("training.max_length", f"{teacher.training['max_length']} must be "
-                          f"below the teacher preset's max_positions ({positions})")
-    if config["evaluation"]["max_length"] >= positions:
-        raise ConfigError("evaluation.max_length", f"must be below the teacher preset's "
-                          f"max_positions ({positions})")
     for name, defaults in config.get("losses", {}).items():
         check_loss_name(f"losses.{name}", name, defaults.get("module"))
 
 
-def check_existing_teacher(existing: dict[str, str]) -> None:
-    key = "teacher.existing"
+def check_teachers(config: dict[str, Any], teachers: dict[str, ModelPlan]) -> None:
+    spm_owner = None
+    for teacher in teachers.values():
+        check_existing_teacher(teacher)
+        check_teacher_training(config, teacher)
+        if config["evaluation"]["max_length"] >= teacher.max_positions:
+            raise ConfigError("evaluation.max_length", f"must be below the max_positions of "
+                              f"teacher {teacher.name!r} ({teacher.max_positions})")
+        spm = teacher.existing.get("spm") or teacher.existing.get("ct2_model")
+        if spm and spm_owner and not same_spm(spm_owner, teacher):
+            raise ConfigError(f"{teacher.key}.existing", "its SentencePiece model differs "
+                              f"from that of {spm_owner.key}; the models of a run share one")
+        spm_owner = spm_owner or (teacher if spm else None)
+
+
+def spm_file(teacher: ModelPlan) -> Path:
+    if "spm" in teacher.existing:
+        return Path(teacher.existing["spm"])
+    return Path(teacher.existing["ct2_model"]) / "spm.model"
+
+
+def same_spm(first: ModelPlan, second: ModelPlan) -> bool:
+    return spm_file(first).read_bytes() == spm_file(second).read_bytes()
+
+
+def check_existing_teacher(teacher: ModelPlan) -> None:
+    key, existing = f"{teacher.key}.existing", teacher.existing
     if not existing:
         return
     if "checkpoint" in existing and "spm" not in existing:
@@ -65,64 +93,39 @@ def check_existing_teacher(existing: dict[str, str]) -> None:
                           "the model (export with `nmtkd export`, or copy it there)")
 
 
-def built_criterion(key: str, spec: dict[str, Any]) -> Criterion:
-    """Build the loss once, so that a wrong parameter fails now, naming its key, and not when
-    training starts."""
-    try:
-        return build_criterion(spec)
-    except (NmtkdError, TypeError, ValueError) as error:
-        raise ConfigError(key, str(error)) from None
-
-
-def check_loss_parameters(key: str, spec: dict[str, Any], teacher: ModelPlan,
-                          student: ModelPlan) -> Criterion:
-    criterion = built_criterion(key, spec)
-    if criterion.needs and teacher.max_positions < student.max_positions:
-        raise ConfigError(f"{key}.name", "the teacher's preset has fewer max_positions than "
-                          "the student's; the teacher must read every training pair")
-    return criterion
-
-
-def check_teacher_training(config: dict[str, Any], teacher: ModelPlan,
-                           existing: dict[str, str]) -> None:
-    ct2_only = "ct2_model" in existing and "checkpoint" not in existing
-    for key, settings in (("training", config["training"]),
-                          ("teacher.training", config[TEACHER].get("training", {}))):
-        loss = settings.get("loss", {})
-        if ct2_only and loss.get("name") is not None and built_criterion(
-                f"{key}.loss", {**config["losses"].get(loss["name"], {}), **loss}).needs:
-            raise ConfigError(f"{key}.loss.name", f"{loss['name']!r} needs the teacher's torch "
-                              "checkpoint, but teacher.existing gives only a CTranslate2 model; "
-                              "add teacher.existing.checkpoint and .spm")
-    if existing:
+def check_teacher_training(config: dict[str, Any], teacher: ModelPlan) -> None:
+    entry = dict(teacher_entries(config))[teacher.key]
+    own = "loss" in entry.get("training", {})
+    key = f"{teacher.key}.training.loss" if own else "training.loss"
+    criterion = built_criterion(key, teacher.training["loss"])
+    if teacher.ct2_only and criterion.needs:
+        raise ConfigError(f"{key}.name", f"{teacher.loss_name!r} needs the teacher's torch "
+                          "checkpoint, but teacher.existing gives only a CTranslate2 model; "
+                          "add teacher.existing.checkpoint and .spm")
+    if teacher.existing:
         return  # an existing teacher is not trained
-    own = "loss" in config[TEACHER].get("training", {})
-    key = "teacher.training.loss" if own else "training.loss"
-    if check_loss_parameters(key, teacher.training["loss"], teacher, teacher).needs:
+    if criterion.needs:
         raise ConfigError(f"{key}.name", f"the teacher cannot train with {teacher.loss_name!r}: "
                           "that loss distils from a teacher (use nll)")
+    if teacher.training["max_length"] >= teacher.max_positions:
+        raise ConfigError("training.max_length", f"{teacher.training['max_length']} must be "
+                          f"below the teacher preset's max_positions ({teacher.max_positions})")
 
 
-def check_student_names(config: dict[str, Any]) -> None:
-    names = [entry["name"] for entry in config.get("students", [])]
-    for index, name in enumerate(names):
-        if name == TEACHER or names.index(name) != index:
-            raise ConfigError(f"students[{index}].name", f"{name!r} is " + (
-                "reserved for the teacher" if name == TEACHER else "used by an earlier student"))
-
-
-def check_student_entries(config: dict[str, Any], teacher: ModelPlan,
-                          students: dict[str, ModelPlan], existing: dict[str, str]) -> None:
-    ct2_only = "ct2_model" in existing and "checkpoint" not in existing
+def check_students(config: dict[str, Any], teachers: dict[str, ModelPlan],
+                   students: dict[str, ModelPlan]) -> None:
     for index, student in enumerate(students.values()):
-        key = f"students[{index}]"
+        key = student.key
         entry = config["students"][index]
+        teacher = teachers[student.teacher]
         check_student_model(config, key, student)
         loss_key = f"{key}.loss" + (".name" if isinstance(entry.get("loss"), dict) else "")
         check_loss_name(loss_key, student.loss_name, student.training["loss"].get("module"))
-        criterion = check_loss_parameters(f"{key}.loss", student.training["loss"], teacher,
-                                          student)
-        if criterion.needs and ct2_only:
+        criterion = built_criterion(f"{key}.loss", student.training["loss"])
+        if criterion.needs and teacher.max_positions < student.max_positions:
+            raise ConfigError(f"{key}.loss.name", "the teacher's preset has fewer max_positions "
+                              "than the student's; the teacher must read every training pair")
+        if criterion.needs and teacher.ct2_only:
             raise ConfigError(loss_key, f"{student.loss_name!r} needs the teacher's torch "
                               "checkpoint, but teacher.existing gives only a CTranslate2 model")
         check_init(key, student, students)
