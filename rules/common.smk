@@ -112,7 +112,6 @@ teacher_ct2_float32 = lambda wildcards: PLAN.ct2_model(wildcards.teacher, "float
 reference_teacher_checkpoint = lambda wildcards: PLAN.torch_checkpoint(
     PLAN.reference_teacher(wildcards.model))
 corpus_inputs = from_plan("corpus_inputs", "corpus")
-corpus_arguments = from_plan("corpus_arguments", "corpus", then=quoted_args)
 training_inputs = from_plan("training_inputs", "model")
 train_settings = from_plan("train_settings", "model", then=quoted)
 # --init, --teacher, --teacher-signals: as the model and its criterion need

@@ -1,5 +1,5 @@
-# Student corpora: gold, a teacher's distilled targets, or a concatenation of them, encoded for
-# training. Students themselves train with `train_model` (rules/train.smk); adding a KD method
+# Student corpora: (source, target) file pairs (gold, a teacher's distilled targets, ...),
+# concatenated and encoded for training. Students themselves train with `train_model` (rules/train.smk); adding a KD method
 # touches no rule: it is a criterion plus a config entry.
 
 
@@ -9,8 +9,6 @@ rule build_student_corpus:
     output:
         src=f"{RESULTS}/data/spm/variants/{{corpus}}.{SRC}",
         tgt=f"{RESULTS}/data/spm/variants/{{corpus}}.{TGT}",
-    params:
-        args=corpus_arguments,
     log:
         f"{LOGS}/build_student_corpus/{{corpus}}.log",
     threads: 1
@@ -18,5 +16,5 @@ rule build_student_corpus:
         mem_mb=2000,
         runtime=30,
     shell:
-        "nmtkd corpus {params.args} --source {input.source:q} --spm {input.spm:q}"
-        " --out-src {output.src:q} --out-tgt {output.tgt:q} > {log:q} 2>&1"
+        "nmtkd corpus --sources {input.sources:q} --targets {input.targets:q}"
+        " --spm {input.spm:q} --out-src {output.src:q} --out-tgt {output.tgt:q} > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 # Sequence-level distillation data: each distilling teacher's CT2 beam search over the training
 # source in parallel chunks (scatter / gather), Seq-KD targets (top hypothesis) and Seq-Inter
-# targets (the n-best candidate closest to the reference), under distill/<teacher>/.
+# targets (the n-best candidate closest to the reference) and the 2-best as pairs, under
+# distill/<teacher>/.
 
 
 rule split_distill_source:
@@ -86,3 +87,21 @@ rule select_seqinter:
     shell:
         "nmtkd select --nbest {input.nbest:q} --references {input.ref:q} --output {output:q}"
         " --metric {params.metric} > {log:q} 2>&1"
+
+
+rule expand_nbest:
+    input:
+        nbest=f"{RESULTS}/distill/{{teacher}}/nbest.tsv",
+        src=f"{RESULTS}/data/clean/train.{SRC}",
+    output:
+        src=f"{RESULTS}/distill/{{teacher}}/best2.{SRC}",
+        tgt=f"{RESULTS}/distill/{{teacher}}/best2.{TGT}",
+    log:
+        f"{LOGS}/expand_nbest/{{teacher}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "nmtkd expand-nbest --nbest {input.nbest:q} --source {input.src:q} --count 2"
+        " --out-src {output.src:q} --out-tgt {output.tgt:q} > {log:q} 2>&1"

@@ -300,11 +300,21 @@ CASES = [
     case("export-checkpoint-not-a-checkpoint", "export --checkpoint $ckpt --spm $spm "
          "--output $d/exported", "$ckpt: cannot load checkpoint"),
     # corpus
-    case("corpus-out-src-is-source", "corpus --parts gold --source $src --gold $tgt --spm $spm "
-         "--out-src $src --out-tgt $d/c.de", "--out-src and --source name the same file"),
-    case("corpus-out-tgt-is-a-directory", "corpus --parts gold --source $src --gold $tgt "
+    case("corpus-out-src-is-source", "corpus --sources $src --targets $tgt --spm $spm "
+         "--out-src $src --out-tgt $d/c.de", "--out-src and --sources[0] name the same file"),
+    case("corpus-out-tgt-is-a-directory", "corpus --sources $src --targets $tgt "
          "--spm $spm --out-src $d/c.en --out-tgt $d/outdir", "$d/outdir: is a directory",
          plain_folder("outdir")),
+    case("corpus-more-sources-than-targets", "corpus --sources $src $src --targets $tgt "
+         "--spm $spm --out-src $d/c.en --out-tgt $d/c.de",
+         "--sources names 2 files, --targets 1"),
+    # expand-nbest
+    case("expand-nbest-count-0", "expand-nbest --nbest $tsv --source $src --count 0 "
+         "--out-src $d/b.en --out-tgt $d/b.de", "argument --count: must be at least 1"),
+    case("expand-nbest-out-tgt-is-the-nbest", "expand-nbest --nbest $tsv --source $src "
+         "--out-src $d/b.en --out-tgt $tsv", "--out-tgt and --nbest name the same file"),
+    case("expand-nbest-too-few-candidates", "expand-nbest --nbest $tsv --source $src "
+         "--out-src $d/b.en --out-tgt $d/b.de", "sentence 1 has 1 candidate(s); 2 are needed"),
     # translate
     case("translate-batch-size-0", f"{DECODE} --batch-size 0",
          "argument --batch-size: must be at least 1, got 0"),
@@ -391,9 +401,8 @@ CASES = [
          "argument --json: expected a JSON object"),
 ]
 COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train",
-            "teacher-signals", "export",
-            "corpus", "translate", "select", "speed", "evaluate", "agreement", "report",
-            "compare", "check-config", "write-config"}
+            "teacher-signals", "export", "corpus", "expand-nbest", "translate", "select", "speed",
+            "evaluate", "agreement", "report", "compare", "check-config", "write-config"}
 
 
 def test_the_table_covers_every_command() -> None:

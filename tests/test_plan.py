@@ -72,15 +72,18 @@ def test_resources_come_from_the_section_or_the_defaults(plan):
     assert plan.students["baseline"].gpus == 0  # device auto: no GPU is requested
 
 
-def test_corpus_arguments_name_each_file_once():
+def test_corpus_inputs_are_file_pairs_in_order():
     config = base_config()
     config["students"].append({"name": "base_kd", "data": ["gold", "seqkd", "best2"],
                                "loss": "nll"})
     plan = plan_of(config)
     assert "teacher/gold+seqkd+best2" in plan.corpora
-    assert plan.corpus_arguments("teacher/gold+seqkd+best2") == [
-        "--parts", "gold", "seqkd", "best2", "--gold", f"{R}/data/clean/train.de",
-        "--seqkd", f"{R}/distill/teacher/seqkd.de", "--nbest", f"{R}/distill/teacher/nbest.tsv"]
+    source = f"{R}/data/clean/train.en"
+    assert plan.corpus_inputs("teacher/gold+seqkd+best2") == {
+        "spm": f"{R}/spm/spm.model",
+        "sources": [source, source, f"{R}/distill/teacher/best2.en"],
+        "targets": [f"{R}/data/clean/train.de", f"{R}/distill/teacher/seqkd.de",
+                    f"{R}/distill/teacher/best2.de"]}
 
 
 def test_comparison_manifest_lists_every_result_file(plan):
@@ -146,7 +149,7 @@ def test_a_second_teacher_keys_its_distillation_signals_and_corpora_by_name():
     assert plan.teachers["big"].training["max_updates"] == 3000
     assert plan.distilling_teachers == [TEACHER, "big"]
     assert "big/gold+seqkd" in plan.corpora
-    assert plan.corpus_inputs("big/gold+seqkd")["seqkd"] == f"{R}/distill/big/seqkd.de"
+    assert plan.corpus_inputs("big/gold+seqkd")["targets"][1] == f"{R}/distill/big/seqkd.de"
     assert plan.training_inputs("seq_kd_big")["teacher_signals"] == (
         f"{R}/signals/big/big/gold+seqkd.top8")
     # Top-1 Agreement against its own teacher; the table names the teacher of its data

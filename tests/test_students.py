@@ -24,12 +24,12 @@ from nmtkd.agreement import agreement_files
 from nmtkd.batching import ParallelData
 from nmtkd.checkpoint import load_model
 from nmtkd.compare import write_comparison
+from nmtkd.corpora import build_corpus, expand_nbest
 from nmtkd.criteria.word_kd import WordKD, topk_cross_entropy
 from nmtkd.errors import NmtkdError
 from nmtkd.model import ModelConfig, Transformer
 from nmtkd.spm import Tokenizer
 from nmtkd.teacher_signals import TeacherSignals, write_signals
-from nmtkd.variants import build_corpus
 
 CPU = torch.device("cpu")
 
@@ -121,26 +121,33 @@ def test_teacher_signals_follow_corpus_lines_and_refuse_another_corpus(tmp_path)
     assert signals_of(teacher, data, 100, tmp_path / "all").k == 30  # k <= vocabulary
 
 
-# ---- corpus variants -----------------------------------------------------------------------------
-def test_corpus_variants_concatenate_in_order(tmp_path, synthetic_spm):
+# ---- corpora ------------------------------------------------------------------------------------
+def test_corpus_pairs_concatenate_in_order_and_nbest_expands_to_pairs(tmp_path, synthetic_spm):
     tokenizer = Tokenizer(synthetic_spm)
     (tmp_path / "src").write_text("a b\nc d\n")
     (tmp_path / "gold").write_text("A B\nC D\n")
     (tmp_path / "seqkd").write_text("A\nC\n")
     (tmp_path / "nbest").write_text("0\t0\t-1\tA\n0\t1\t-2\tB\n1\t0\t-1\tC\n1\t1\t-3\tD\n")
-    files = {"gold": tmp_path / "gold", "seqkd": tmp_path / "seqkd", "nbest": tmp_path / "nbest"}
     out_src, out_tgt = tmp_path / "out.src", tmp_path / "out.tgt"
 
     def decoded(path):
         return tokenizer.decode_pieces([line.split() for line in path.read_text().splitlines()])
 
-    assert build_corpus(["gold", "seqkd"], tmp_path / "src", files, tokenizer, out_src,
-                        out_tgt) == 4
+    src = tmp_path / "src"
+    assert build_corpus([(src, tmp_path / "gold"), (src, tmp_path / "seqkd")], tokenizer,
+                        out_src, out_tgt) == 4
     assert decoded(out_src) == ["a b", "c d", "a b", "c d"]
     assert decoded(out_tgt) == ["A B", "C D", "A", "C"]
-    assert build_corpus(["best2"], tmp_path / "src", files, tokenizer, out_src, out_tgt) == 4
-    assert decoded(out_src) == ["a b", "a b", "c d", "c d"]
-    assert decoded(out_tgt) == ["A", "B", "C", "D"]
+    # the 2-best: a pair of its own, each source once per candidate
+    assert expand_nbest(tmp_path / "nbest", src, 2, tmp_path / "b.src", tmp_path / "b.tgt") == 4
+    assert (tmp_path / "b.src").read_text() == "a b\na b\nc d\nc d\n"
+    assert (tmp_path / "b.tgt").read_text() == "A\nB\nC\nD\n"
+    # a part with its own source side and fewer lines
+    (tmp_path / "mono.src").write_text("e f\n")
+    (tmp_path / "mono.tgt").write_text("E F\n")
+    assert build_corpus([(src, tmp_path / "gold"), (tmp_path / "mono.src", tmp_path / "mono.tgt")],
+                        tokenizer, out_src, out_tgt) == 3
+    assert decoded(out_src) == ["a b", "c d", "e f"]
 
 
 def test_corpus_errors_name_the_file_and_leave_nothing(tmp_path, synthetic_spm):
@@ -149,14 +156,13 @@ def test_corpus_errors_name_the_file_and_leave_nothing(tmp_path, synthetic_spm):
     (tmp_path / "short").write_text("A\n")
     (tmp_path / "one_best").write_text("0\t0\t-1\tA\n1\t0\t-1\tB\n")
     out_src, out_tgt = tmp_path / "o.src", tmp_path / "o.tgt"
-    with pytest.raises(NmtkdError, match="short has 1 lines, the source has 2"):
-        build_corpus(["seqkd"], tmp_path / "src", {"seqkd": tmp_path / "short"}, tokenizer,
-                     out_src, out_tgt)
+    with pytest.raises(NmtkdError, match="src has 2 lines, .*short has 1"):
+        build_corpus([(tmp_path / "src", tmp_path / "short")], tokenizer, out_src, out_tgt)
     with pytest.raises(NmtkdError, match="one_best: sentence 1 has 1 candidate"):
-        build_corpus(["best2"], tmp_path / "src", {"nbest": tmp_path / "one_best"}, tokenizer,
-                     out_src, out_tgt)
-    with pytest.raises(NmtkdError, match="part 'seqinter' needs --seqinter"):
-        build_corpus(["seqinter"], tmp_path / "src", {}, tokenizer, out_src, out_tgt)
+        expand_nbest(tmp_path / "one_best", tmp_path / "src", 2, out_src, out_tgt)
+    with pytest.raises(NmtkdError, match="one_best: n-best lists for 2 sentences, but .*short "
+                                         "has 1"):
+        expand_nbest(tmp_path / "one_best", tmp_path / "short", 1, out_src, out_tgt)
     assert not out_src.exists() and not out_tgt.exists()
 
 

@@ -116,14 +116,23 @@ def cmd_teacher_signals(args: argparse.Namespace) -> None:
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
+    from nmtkd.corpora import build_corpus
     from nmtkd.spm import Tokenizer
-    from nmtkd.variants import PART_FILES, build_corpus
 
-    files = {name: Path(getattr(args, name)) for name in set(PART_FILES.values())
-             if getattr(args, name)}
-    pairs = build_corpus(args.parts, Path(args.source), files, Tokenizer(args.spm),
-                         Path(args.out_src), Path(args.out_tgt))
-    log.info("%s: %d pairs from %s", args.out_src, pairs, " + ".join(args.parts))
+    if len(args.sources) != len(args.targets):
+        raise NmtkdError(f"--sources names {len(args.sources)} files, --targets "
+                         f"{len(args.targets)}; give one target per source")
+    pairs = [(Path(s), Path(t)) for s, t in zip(args.sources, args.targets, strict=True)]
+    written = build_corpus(pairs, Tokenizer(args.spm), Path(args.out_src), Path(args.out_tgt))
+    log.info("%s: %d pairs from %d file pair(s)", args.out_src, written, len(pairs))
+
+
+def cmd_expand_nbest(args: argparse.Namespace) -> None:
+    from nmtkd.corpora import expand_nbest
+
+    written = expand_nbest(Path(args.nbest), Path(args.source), args.count,
+                           Path(args.out_src), Path(args.out_tgt))
+    log.info("%s: %d pairs (%d candidates per source)", args.out_src, written, args.count)
 
 
 def cmd_agreement(args: argparse.Namespace) -> None:
@@ -294,7 +303,7 @@ HANDLERS = {
     "fetch": cmd_fetch, "clean": cmd_clean, "spm-train": cmd_spm_train,
     "spm-encode": cmd_spm_encode, "split": cmd_split, "gather": cmd_gather,
     "train": cmd_train, "teacher-signals": cmd_teacher_signals, "export": cmd_export,
-    "corpus": cmd_corpus,
+    "corpus": cmd_corpus, "expand-nbest": cmd_expand_nbest,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "agreement": cmd_agreement, "report": cmd_report,
     "compare": cmd_compare, "check-config": cmd_check_config, "write-config": cmd_write_config,

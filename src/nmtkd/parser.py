@@ -169,16 +169,20 @@ def _train_command(command) -> None:
              help="model directory (replaces only an earlier export)")
     p.add_argument("--quantization", default="float32")
 
-    p = command("corpus", "Build a student's training corpus from gold and distilled targets "
-                "(concatenated in the order given), SentencePiece-encoded")
-    p.add_argument("--parts", nargs="+", required=True,
-                   help="gold, seqkd, seqinter, best2 (in this order in the output)")
-    add_path(p, "--source", INPUT, required=True, help="the cleaned training source")
-    add_path(p, "--gold", INPUT, help="the cleaned training target")
-    add_path(p, "--seqkd", INPUT, help="the teacher's top hypotheses")
-    add_path(p, "--seqinter", INPUT, help="the Seq-Inter selection")
-    add_path(p, "--nbest", INPUT, help="the teacher's n-best TSV")
+    p = command("corpus", "Build a training corpus: (source, target) text file pairs, "
+                "concatenated in the order given, SentencePiece-encoded")
+    add_path(p, "--sources", INPUT, nargs="+", required=True, help="source side of each pair")
+    add_path(p, "--targets", INPUT, nargs="+", required=True,
+             help="target side of each pair (as many as --sources)")
     add_path(p, "--spm", INPUT, required=True)
+    add_path(p, "--out-src", OUTPUT, required=True)
+    add_path(p, "--out-tgt", OUTPUT, required=True)
+
+    p = command("expand-nbest", "Pair each source with its first N n-best candidates (the "
+                "source repeated once per candidate): e.g. the teacher's 2-best as a corpus")
+    add_path(p, "--nbest", INPUT, required=True, help="n-best TSV (id, rank, score, text)")
+    add_path(p, "--source", INPUT, required=True)
+    p.add_argument("--count", type=positive_int, default=2, help="candidates per source")
     add_path(p, "--out-src", OUTPUT, required=True)
     add_path(p, "--out-tgt", OUTPUT, required=True)
 

@@ -21,7 +21,6 @@ from nmtkd.plan_models import (
     student_plans,
     teacher_plans,
 )
-from nmtkd.variants import PART_FILES
 
 __all__ = ["DEFAULT_MAX_POSITIONS", "TEACHER", "ConfigError", "ModelPlan", "Plan", "Resources",
            "build_plan"]
@@ -121,14 +120,17 @@ class Plan:
         """A file of a teacher's distillation: seqkd.<tgt>, nbest.tsv, seqinter.<tgt>."""
         return f"{self.results}/distill/{teacher}/{name}"
 
-    def part_files(self, teacher: str | None) -> dict[str, str]:
-        """The file each corpus part reads its targets from (distilled parts: `teacher`'s)."""
-        files = {"gold": f"{self.results}/data/clean/train.{self.tgt}"}
+    def part_pairs(self, teacher: str | None) -> dict[str, tuple[str, str]]:
+        """The (source, target) text files of each corpus part (distilled ones: `teacher`'s)."""
+        source = f"{self.results}/data/clean/train.{self.src}"
+        pairs = {"gold": (source, f"{self.results}/data/clean/train.{self.tgt}")}
         if teacher is not None:
-            files.update({"seqkd": self.distilled_file(teacher, f"seqkd.{self.tgt}"),
-                          "seqinter": self.distilled_file(teacher, f"seqinter.{self.tgt}"),
-                          "best2": self.distilled_file(teacher, "nbest.tsv")})
-        return files
+            pairs.update({
+                "seqkd": (source, self.distilled_file(teacher, f"seqkd.{self.tgt}")),
+                "seqinter": (source, self.distilled_file(teacher, f"seqinter.{self.tgt}")),
+                "best2": (self.distilled_file(teacher, f"best2.{self.src}"),
+                          self.distilled_file(teacher, f"best2.{self.tgt}"))})
+        return pairs
 
     @staticmethod
     def corpus_parts(corpus: str) -> tuple[str | None, list[str]]:
@@ -136,23 +138,12 @@ class Plan:
         teacher, _, variant = corpus.rpartition("/")
         return teacher or None, variant.split("+")
 
-    def corpus_inputs(self, corpus: str) -> dict[str, str]:
-        inputs = {"source": f"{self.results}/data/clean/train.{self.src}",
-                  "spm": self.spm_model()}
+    def corpus_inputs(self, corpus: str) -> dict[str, Any]:
+        """`nmtkd corpus` inputs: the SentencePiece model and each part's file pair, in order."""
         teacher, parts = self.corpus_parts(corpus)
-        files = self.part_files(teacher)
-        for part in parts:
-            inputs[part] = files[part]
-        return inputs
-
-    def corpus_arguments(self, corpus: str) -> list[str]:
-        """`nmtkd corpus` arguments naming the parts and their files."""
-        teacher, parts = self.corpus_parts(corpus)
-        files = self.part_files(teacher)
-        args = ["--parts", *parts]
-        for part in dict.fromkeys(parts):
-            args += [f"--{PART_FILES[part]}", files[part]]
-        return args
+        pairs = [self.part_pairs(teacher)[part] for part in parts]
+        return {"spm": self.spm_model(), "sources": [source for source, _ in pairs],
+                "targets": [target for _, target in pairs]}
 
     def encoded_corpus(self, corpus: str) -> dict[str, str]:
         """The encoded files of a corpus (gold: the teachers' own training data, so that the

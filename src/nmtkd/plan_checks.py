@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nmtkd.corpora import PARTS
 from nmtkd.criteria import Criterion, build_criterion, known_criteria
 from nmtkd.errors import NmtkdError
 from nmtkd.plan_models import ConfigError, ModelPlan, teacher_entries
-from nmtkd.variants import PARTS
 
 
 def known(names) -> str:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nmtkd.configfiles import deep_merge
+from nmtkd.corpora import DISTILLED_PARTS
 from nmtkd.criteria import Criterion, build_criterion
 from nmtkd.errors import NmtkdError
 
 TEACHER = "teacher"  # the name of the teacher given by the `teacher:` shorthand
 DEFAULT_MAX_POSITIONS = 1024
-DISTILLED_PARTS = ("seqkd", "seqinter", "best2")  # corpus parts made by a teacher
 
 
 class ConfigError(NmtkdError):
