@@ -14,6 +14,18 @@ scattergather:
     distill=config.get("distill", {}).get("chunks", 4),
 
 
+# Rules that take seconds run in the Snakemake process itself, not as cluster jobs.
+localrules:
+    all,
+    save_config,
+    split_distill_source,
+    gather_distilled,
+    expand_nbest,
+    evaluate_testset,
+    teacher_table,
+    comparison_tables,
+
+
 include: "rules/config.smk"
 include: "rules/data.smk"
 include: "rules/spm.smk"

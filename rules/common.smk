@@ -108,7 +108,13 @@ encode_input = from_plan("encode_input", "encoded_split", "lang")
 torch_checkpoint = from_plan("torch_checkpoint", "model")
 ct2_model = from_plan("ct2_model", "model", "quant")
 compute_type = from_plan("compute_type", "model", "quant")
-teacher_ct2_float32 = lambda wildcards: PLAN.ct2_model(wildcards.teacher, "float32")
+evaluation_decoder = lambda wildcards: PLAN.decoder_inputs(wildcards.model, wildcards.quant,
+                                                           "evaluation")
+evaluation_decoder_arguments = lambda wildcards: quoted_args(
+    PLAN.decoder_arguments(wildcards.model, wildcards.quant, "evaluation"))
+distill_decoder = lambda wildcards: PLAN.decoder_inputs(wildcards.teacher, "float32", "distill")
+distill_decoder_arguments = lambda wildcards: quoted_args(
+    PLAN.decoder_arguments(wildcards.teacher, "float32", "distill"))
 reference_teacher_checkpoint = lambda wildcards: PLAN.torch_checkpoint(
     PLAN.reference_teacher(wildcards.model))
 corpus_inputs = from_plan("corpus_inputs", "corpus")
@@ -137,5 +143,6 @@ def teacher_resource(key):
 
 def evaluation_metadata(wildcards):
     decoding = "greedy" if wildcards.beam == "1" else f"beam {wildcards.beam}"
-    return quoted({"decoding": f"CTranslate2 {decoding}", "compute_type": wildcards.quant,
+    decoder = PLAN.decoder_name(wildcards.quant, "evaluation")
+    return quoted({"decoding": f"{decoder} {decoding}", "compute_type": wildcards.quant,
                    "beam_size": int(wildcards.beam)})

@@ -22,7 +22,7 @@ rule split_distill_source:
 
 rule distill_chunk:
     input:
-        model=teacher_ct2_float32,
+        unpack(distill_decoder),
         src=f"{RESULTS}/distill/chunks/{{scatteritem}}.{SRC}",
     output:
         best=temp(f"{RESULTS}/distill/{{teacher}}/chunks/{{scatteritem}}.{TGT}"),
@@ -33,6 +33,7 @@ rule distill_chunk:
         batch_size=DISTILL["batch_size"],
         max_length=DISTILL["max_length"],
         inter_threads=DISTILL["inter_threads"],
+        decoder=distill_decoder_arguments,
     log:
         f"{LOGS}/distill_chunk/{{teacher}}/{{scatteritem}}.log",
     benchmark:
@@ -45,7 +46,7 @@ rule distill_chunk:
     shell:
         "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output.best:q}"
         " --nbest-output {output.nbest:q} --beam-size {params.beam} --nbest {params.nbest}"
-        " --batch-size {params.batch_size} --max-length {params.max_length}"
+        " --batch-size {params.batch_size} --max-length {params.max_length} {params.decoder}"
         " --threads {threads} --inter-threads {params.inter_threads} > {log:q} 2>&1"
 
 

@@ -1,11 +1,12 @@
-# Evaluation of every model (teacher and students) through CTranslate2: greedy (K=1) and beam
-# (K=beam_size) decoding of each test set in float32, beam decoding in int8, sacreBLEU scores,
+# Evaluation of every model (teacher and students): greedy (K=1) and beam (K=beam_size)
+# decoding of each test set in float32 (CTranslate2, or the torch beam search with
+# evaluation.backend: torch), beam decoding in int8 (CTranslate2), sacreBLEU scores, CTranslate2
 # decoding speed, and Top-1 Agreement with the model's teacher.
 
 
 rule translate_testset:
     input:
-        model=ct2_model,
+        unpack(evaluation_decoder),
         src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
     output:
         f"{RESULTS}/translations/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.{TGT}",
@@ -14,7 +15,7 @@ rule translate_testset:
         max_length=EVAL["max_length"],
         length_penalty=EVAL["length_penalty"],
         inter_threads=EVAL["inter_threads"],
-        compute_type=compute_type,
+        decoder=evaluation_decoder_arguments,
     log:
         f"{LOGS}/translate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.log",
     benchmark:
@@ -27,8 +28,8 @@ rule translate_testset:
         "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output:q}"
         " --beam-size {wildcards.beam:q} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --length-penalty {params.length_penalty}"
-        " --compute-type {params.compute_type}"
-        " --threads {threads} --inter-threads {params.inter_threads} > {log:q} 2>&1"
+        " {params.decoder} --threads {threads} --inter-threads {params.inter_threads}"
+        " > {log:q} 2>&1"
 
 
 rule evaluate_testset:
@@ -68,6 +69,8 @@ rule measure_speed:
         compute_type=compute_type,
     log:
         f"{LOGS}/measure_speed/{{model}}.{{quant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/measure_speed/{{model}}.{{quant}}.tsv"
     threads: SPEED["threads"]
     resources:
         mem_mb=config["resources"]["mem_mb"],

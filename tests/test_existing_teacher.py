@@ -71,3 +71,17 @@ def test_word_level_loss_with_a_ct2_only_teacher_is_refused(synthetic, synthetic
     assert result.returncode != 0
     assert ("config error at training.loss.name: 'word_kd' needs the teacher's torch "
             "checkpoint") in result.stdout + result.stderr
+
+
+@pytest.mark.e2e
+def test_the_torch_backend_evaluates_from_the_checkpoint(synthetic, synthetic_spm, trained_tiny,
+                                                         tmp_path):
+    config = config_for(synthetic, {"checkpoint": str(trained_tiny), "spm": str(synthetic_spm)})
+    config["evaluation"]["backend"] = "torch"
+    target = "results/reuse/eval/teacher/synthetic.float32.beam5.json"
+    plan = run_snakemake(tmp_path, config, target, "-n", "--quiet", "rules").stdout
+    assert "translate_testset" in plan and "export_ct2" not in plan  # no CTranslate2 model
+    run_snakemake(tmp_path, config, "--cores", "2", target)
+    evaluation = json.loads((tmp_path / target).read_text())
+    assert evaluation["decoding"] == "torch beam search beam 5"
+    assert evaluation["bleu"] > 30  # the briefly trained tiny model, not a blank one

@@ -229,3 +229,32 @@ def test_a_fine_tune_needs_seeds_its_init_student_has():
                               "[1, 2]; 'seqkd_seqinter' must list seeds among them")
     del config["students"][4]["seeds"]
     assert_plan_fails(config, "config error at students[4].init")
+
+
+# ---- decoding backends -------------------------------------------------------------------------
+def test_the_torch_backend_decodes_float32_from_the_checkpoint_and_int8_stays_ctranslate2(plan):
+    assert plan.decoder_inputs("seq_kd", "float32", "evaluation") == {
+        "model": f"{R}/models/seq_kd/ct2_float32"}
+    assert plan.decoder_arguments("seq_kd", "int8", "evaluation") == ["--compute-type",
+                                                                      "default"]
+    config = base_config()
+    config["evaluation"]["backend"] = "torch"
+    config["distill"]["backend"] = "torch"
+    torch_plan = plan_of(config)
+    assert torch_plan.decoder_inputs("seq_kd", "float32", "evaluation") == {
+        "model": f"{R}/models/seq_kd/model.pt", "spm": f"{R}/spm/spm.model"}
+    assert torch_plan.decoder_arguments("teacher", "float32", "distill") == [
+        "--backend", "torch", "--spm", f"{R}/spm/spm.model"]
+    assert torch_plan.decoder_inputs("seq_kd", "int8", "evaluation") == {
+        "model": f"{R}/models/seq_kd/ct2_int8"}
+    assert torch_plan.decoder_name("float32", "evaluation") == "torch beam search"
+    assert torch_plan.decoder_name("int8", "evaluation") == "CTranslate2"
+
+
+def test_the_torch_backend_needs_a_torch_teacher(tmp_path):
+    config, _ = with_ct2_only_teacher(tmp_path)
+    config["students"] = []
+    config["comparison"] = {}
+    config["distill"]["backend"] = "torch"
+    assert_plan_fails(config, "config error at distill.backend: the torch beam search needs a "
+                              "torch checkpoint; teacher 'teacher' is a CTranslate2 model")

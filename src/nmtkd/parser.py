@@ -147,6 +147,9 @@ def _train_command(command) -> None:
                    help="GPUs this job may use: claims free ones (file locks) unless the "
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
 
+
+
+def _model_commands(command) -> None:
     p = command("teacher-signals", "Run the teacher over a training corpus (teacher forcing) "
                 "and store its top-k ids and logits per target token, memory-mapped")
     add_path(p, "--model", INPUT, required=True, help="the teacher's torch checkpoint")
@@ -268,6 +271,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=help_text)
 
-    for group in (_data_commands, _train_command, _decode_commands, _report_commands):
+    for group in (_data_commands, _train_command, _model_commands, _decode_commands,
+                  _report_commands):
         group(command)
     return parser

@@ -111,6 +111,25 @@ class Plan:
             return quant
         return "default"
 
+    def decoder_inputs(self, name: str, quant: str, job: str) -> dict[str, str]:
+        """The model files a decoding job (`job`: evaluation or distill) reads: the torch
+        checkpoint and SentencePiece model for the torch backend (float32 only), else the
+        CTranslate2 directory."""
+        if self.config[job]["backend"] == "torch" and quant == "float32":
+            return {"model": self.torch_checkpoint(name), "spm": self.spm_model()}
+        return {"model": self.ct2_model(name, quant)}
+
+    def decoder_arguments(self, name: str, quant: str, job: str) -> list[str]:
+        """`nmtkd translate` arguments choosing the backend (see `decoder_inputs`)."""
+        inputs = self.decoder_inputs(name, quant, job)
+        if "spm" in inputs:
+            return ["--backend", "torch", "--spm", inputs["spm"]]
+        return ["--compute-type", self.compute_type(name, quant)]
+
+    def decoder_name(self, quant: str, job: str) -> str:
+        torch = self.config[job]["backend"] == "torch" and quant == "float32"
+        return "torch beam search" if torch else "CTranslate2"
+
     def teacher_exports(self) -> list[str]:
         return [self.ct2_model(name, q) for name, teacher in self.teachers.items()
                 if not teacher.ct2_only for q in self.config["export"]["quantizations"]]

@@ -56,6 +56,10 @@ def check_general(config: dict[str, Any], teachers: dict[str, ModelPlan]) -> Non
 def check_teachers(config: dict[str, Any], teachers: dict[str, ModelPlan]) -> None:
     spm_owner = None
     for teacher in teachers.values():
+        for job in ("evaluation", "distill"):
+            if config[job]["backend"] == "torch" and teacher.ct2_only:
+                raise ConfigError(f"{job}.backend", f"the torch beam search needs a torch "
+                                  f"checkpoint; teacher {teacher.name!r} is a CTranslate2 model")
         check_existing_teacher(teacher)
         check_teacher_training(config, teacher)
         if config["evaluation"]["max_length"] >= teacher.max_positions:
