@@ -58,7 +58,7 @@ def test_chunked_distillation_equals_unchunked(synthetic, synthetic_spm, trained
         config["distill"] = {"chunks": chunks, "beam_size": 4, "nbest": 3, "max_length": 60}
         run_snakemake(workdir, config, "--cores", "2", "results/reuse/distill/teacher/seqinter.yy",
                       "results/reuse/distill/teacher/seqkd.yy")
-        outputs[chunks] = {name: (workdir / "results/reuse/distill" / name).read_text()
+        outputs[chunks] = {name: (workdir / "results/reuse/distill/teacher" / name).read_text()
                            for name in ("seqkd.yy", "nbest.tsv", "seqinter.yy")}
     # the distilled targets are identical; model scores may differ in the last printed digit,
     # since the chunks change CT2's batches (and so padding and float summation order)
@@ -69,7 +69,7 @@ def test_chunked_distillation_equals_unchunked(synthetic, synthetic_spm, trained
         [(c.rank, c.text) for c in s] for s in three]
     assert max(abs(a.score - b.score) for x, y in zip(one, three, strict=True)
                for a, b in zip(x, y, strict=True)) < 1e-4
-    distill = tmp_path / "chunks3/results/reuse/distill"
+    distill = tmp_path / "chunks3/results/reuse/distill/teacher"
     sources = read_lines(tmp_path / "chunks3/results/reuse/data/clean/train.xx")
     seqkd, seqinter = read_lines(distill / "seqkd.yy"), read_lines(distill / "seqinter.yy")
     references = read_lines(tmp_path / "chunks3/results/reuse/data/clean/train.yy")

@@ -7,6 +7,7 @@ file plus one config entry.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -44,7 +45,8 @@ def load_module(location: str) -> None:
             path = Path(location).resolve()
             if not path.is_file():
                 raise NmtkdError(f"loss.module: {location} not found")
-            name = f"nmtkd_criterion_{path.stem}_{abs(hash(str(path)))}"
+            digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+            name = f"nmtkd_criterion_{path.stem}_{digest}"
             if name not in sys.modules:
                 spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(spec)
