@@ -22,6 +22,7 @@ localrules:
     gather_distilled,
     expand_nbest,
     evaluate_testset,
+    significance,
     teacher_table,
     comparison_tables,
 

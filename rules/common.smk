@@ -66,6 +66,7 @@ wildcard_constraints:
     lang=alternatives([SRC, TGT]),
     model=alternatives(MODELS),
     teacher=alternatives(PLAN.teachers),
+    student=alternatives(PLAN.tested_students),
     corpus=alternatives(["gold", *CORPORA]),
     k="[0-9]+",
     beam=alternatives(BEAMS),
@@ -126,23 +127,9 @@ optional_training_arguments = from_plan("training_arguments", "model", then=quot
 training_priority = lambda wildcards: 10 if wildcards.model in PLAN.teachers else 0
 model_processes = of_model("model", "processes")
 model_gpus = of_model("model", "gpus")
-signals_inputs = lambda wildcards: {"model": PLAN.torch_checkpoint(wildcards.teacher),
-                                    "spm": PLAN.spm_model(),
-                                    **PLAN.encoded_corpus(wildcards.corpus)}
+signals_inputs = from_plan("signals_inputs", "teacher", "corpus")
 teacher_device = lambda wildcards: PLAN.model(wildcards.teacher).training["device"]
 teacher_gpu = lambda wildcards: 1 if teacher_device(wildcards) == "cuda" else 0
-
-
-def model_resource(key, wildcard="model"):
-    return of_model(wildcard, "resources", key)
-
-
-def teacher_resource(key):
-    return model_resource(key, "teacher")
-
-
-def evaluation_metadata(wildcards):
-    decoding = "greedy" if wildcards.beam == "1" else f"beam {wildcards.beam}"
-    decoder = PLAN.decoder_name(wildcards.quant, "evaluation")
-    return quoted({"decoding": f"{decoder} {decoding}", "compute_type": wildcards.quant,
-                   "beam_size": int(wildcards.beam)})
+significance_inputs = from_plan("significance_inputs", "student", "testset")
+significance_metadata = from_plan("significance_metadata", "student", "testset", then=quoted)
+evaluation_metadata = from_plan("evaluation_metadata", "quant", "beam", then=quoted)

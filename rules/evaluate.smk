@@ -104,3 +104,27 @@ rule top1_agreement:
         "nmtkd agreement --model {input.model:q} --teacher {input.teacher:q} --spm {input.spm:q}"
         " --src {input.src:q} --ref {input.ref:q} --output {output:q} --threads {threads}"
         " > {log:q} 2>&1"
+
+
+# Every student against the baseline student on each test set: paired bootstrap and
+# approximate randomisation (K=beam float32 outputs; a student's seeds pooled).
+rule significance:
+    input:
+        unpack(significance_inputs),
+    output:
+        f"{RESULTS}/eval/{{student}}/{{testset}}.significance.json",
+    params:
+        bootstrap=EVAL["significance"]["bootstrap_samples"],
+        ar=EVAL["significance"]["ar_trials"],
+        metadata=significance_metadata,
+    log:
+        f"{LOGS}/significance/{{student}}.{{testset}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "nmtkd significance --system {input.system:q} --baseline {input.baseline:q}"
+        " --references {input.references:q} --output {output:q}"
+        " --bootstrap-samples {params.bootstrap} --ar-trials {params.ar}"
+        " --metadata {params.metadata} > {log:q} 2>&1"

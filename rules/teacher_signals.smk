@@ -16,10 +16,10 @@ rule teacher_signals:
     benchmark:
         f"{BENCHMARKS}/teacher_signals/{{teacher}}/{{corpus}}.top{{k}}.tsv"
     priority: 5  # on the critical path: the Word-KD students wait for it
-    threads: teacher_resource("threads")
+    threads: of_model("teacher", "resources", "threads")
     resources:
-        mem_mb=teacher_resource("mem_mb"),
-        runtime=teacher_resource("runtime"),
+        mem_mb=of_model("teacher", "resources", "mem_mb"),
+        runtime=of_model("teacher", "resources", "runtime"),
         gpu=teacher_gpu,
     shell:
         "nmtkd teacher-signals --model {input.model:q} --train-src {input.train_src:q}"

@@ -21,10 +21,10 @@ rule train_model:
         f"{BENCHMARKS}/train_model/{{model}}.tsv"
     # everything distilled waits for the teachers: start them before any gold-data student
     priority: training_priority
-    threads: model_resource("threads")
+    threads: of_model("model", "resources", "threads")
     resources:
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
+        mem_mb=of_model("model", "resources", "mem_mb"),
+        runtime=of_model("model", "resources", "runtime"),
         gpu=model_gpus,
     shell:
         "nmtkd train --train-src {input.train_src:q} --train-tgt {input.train_tgt:q}"

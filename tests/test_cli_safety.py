@@ -369,6 +369,15 @@ CASES = [
          "$d/nope.json: file not found"),
     case("report-input-not-an-object", "report --inputs $d/five.json --output $d/r.md",
          "$d/five.json", text_file("five.json", ["5"])),
+    # significance
+    case("significance-output-is-the-system", "significance --system $tgt --baseline $tgt "
+         "--references $tgt --output $tgt", "--output and --system[0] name the same file"),
+    case("significance-line-counts-differ", "significance --system $d/two.txt --baseline $tgt "
+         "--references $tgt --output $d/s.json", "line counts differ: $d/two.txt has 2 lines",
+         text_file("two.txt", LINES_DE[:2])),
+    case("significance-negative-samples", "significance --system $tgt --baseline $tgt "
+         "--references $tgt --output $d/s.json --bootstrap-samples -1",
+         "argument --bootstrap-samples: must be 0 or more"),
     # compare
     case("compare-markdown-aliases-csv", "compare --manifest {} --markdown $d/t.md "
          "--csv $d/t.md --latex $d/t.tex", "--markdown and --csv name the same file"),
@@ -402,7 +411,8 @@ CASES = [
 ]
 COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train",
             "teacher-signals", "export", "corpus", "expand-nbest", "translate", "select", "speed",
-            "evaluate", "agreement", "report", "compare", "check-config", "write-config"}
+            "evaluate", "significance", "agreement", "report", "compare", "check-config",
+            "write-config"}
 
 
 def test_the_table_covers_every_command() -> None:

@@ -96,8 +96,16 @@ def test_comparison_manifest_lists_every_result_file(plan):
         "int8": f"{R}/eval/seq_kd/test_2017_mscoco.int8.beam5.json"}
     assert seq_kd["benchmark"] == f"{R}/benchmarks/train_model/seq_kd.tsv"
     # per model: training.json, benchmark, 2 CT2 dirs, 2 speed files, 3 x 3 evaluations,
-    # 3 agreements = 18 files; 8 models
-    assert len(plan.comparison_inputs()) == 18 * 8
+    # 3 agreements = 18 files; 8 models; and 3 significance tests for each of the 6 students
+    # that are not the baseline
+    assert len(plan.comparison_inputs()) == 18 * 8 + 3 * 6
+    assert seq_kd["significance"]["test_2017_mscoco"] == (
+        f"{R}/eval/seq_kd/test_2017_mscoco.significance.json")
+    assert manifest["models"][1]["significance"] == {}  # the baseline
+    assert plan.significance_inputs("seq_kd", "test_2016_flickr") == {
+        "system": [f"{R}/translations/seq_kd/test_2016_flickr.float32.beam5.de"],
+        "baseline": [f"{R}/translations/baseline/test_2016_flickr.float32.beam5.de"],
+        "references": f"{R}/data/raw/test_2016_flickr.de"}
     assert manifest["speed_settings"] == "beam 5, batch 32, 2 threads, one timed run"
 
 
@@ -207,7 +215,9 @@ def test_seeds_make_one_run_per_seed_in_its_own_folder():
     assert plan.training_inputs("seqkd_seqinter/seed2")["init"] == (
         f"{R}/models/seq_kd/seed2/model.pt")
     assert plan.description("seqkd_seqinter/seed2")["init"] == "seq_kd"
-    assert plan.baseline == "baseline/seed1"
+    assert plan.baseline == "baseline/seed1" and plan.baseline_student == "baseline"
+    assert plan.significance_inputs("word_kd", "test_2016_flickr")["baseline"] == [
+        f"{R}/translations/baseline/seed{k}/test_2016_flickr.float32.beam5.de" for k in (1, 2, 3)]
     row = plan.model_results("word_kd/seed2")
     assert (row["student"], row["seed"]) == ("word_kd", 2)
     assert row["eval"]["test_2016_flickr"]["k1"] == (

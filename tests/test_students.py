@@ -236,7 +236,7 @@ def test_comparison_tables_from_hand_made_results(tmp_path):
     models = [write_model_results(tmp_path, "teacher", 30.0, 28.0, 29.5, 1000.0, 8e6, 600),
               write_model_results(tmp_path, "baseline", 25.0, 22.0, 24.0, 3000.0, 4e6, 300),
               write_model_results(tmp_path, "seq_kd", 27.5, 27.0, 27.5, 3500.0, 4e6, 240)]
-    manifest = {"experiment": "x", "teacher": "teacher", "baseline": "baseline",
+    manifest = {"experiment": "x", "teacher": "teacher", "baseline_student": "baseline",
                 "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
     outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex")]
     write_comparison(manifest, *outputs)
@@ -254,10 +254,45 @@ def test_comparison_tables_from_hand_made_results(tmp_path):
     assert "## Overview" in markdown and "## test" in markdown
     latex = outputs[2].read_text()
     assert "\\begin{tabular}" in latex and "seq\\_kd" in latex and "TA (\\%)" in latex
-    manifest["baseline"] = "nobody"
+    manifest["baseline_student"] = "nobody"
     with pytest.raises(NmtkdError, match="the baseline 'nobody' is not among the models"):
         write_comparison(manifest, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.tex")
     assert not (tmp_path / "a.md").exists()
+
+
+def test_seeds_give_mean_and_std_cells_and_significance_marks(tmp_path):
+    def run(name, student, seed, bleu):
+        model = write_model_results(tmp_path, name, bleu, bleu - 2, bleu - 1, 3000.0, 4e6, 300)
+        return {**model, "name": f"{student}/seed{seed}", "student": student, "seed": seed}
+
+    models = [write_model_results(tmp_path, "teacher", 30.0, 28.0, 29.5, 1000.0, 8e6, 600),
+              run("b1", "baseline", 1, 24.0), run("b2", "baseline", 2, 26.0),
+              run("k1", "seq_kd", 1, 27.0), run("k2", "seq_kd", 2, 29.0),
+              run("w1", "word_kd", 1, 25.5), run("w2", "word_kd", 2, 25.5)]
+    for name, p_value in (("seq_kd", 0.004), ("word_kd", 0.3)):
+        path = tmp_path / f"{name}.significance.json"
+        path.write_text(json.dumps({"bleu": {"p_bootstrap": p_value, "p_ar": p_value},
+                                    "chrf": {"p_bootstrap": 0.5, "p_ar": 0.5}}))
+        for model in models:
+            if model.get("student") == name:
+                model["significance"] = {"test": str(path)}
+    manifest = {"experiment": "x", "teacher": "teacher", "baseline_student": "baseline",
+                "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
+    outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex")]
+    write_comparison(manifest, *outputs)
+    frame = pd.read_csv(outputs[1]).set_index("model")  # every run's own values
+    assert frame.loc["seq_kd/seed2", "bleu_beam"] == 29.0
+    assert frame.loc["seq_kd/seed2", "delta_bleu_beam"] == pytest.approx(4.0)  # 29 - mean 25
+    assert frame.loc["seq_kd/seed1", "p_bleu_bootstrap"] == 0.004
+    section = outputs[0].read_text().split("## test")[1]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines()
+            if line.startswith("| ")}
+    # mean ± sample std of 27 and 29: 28 ± 1.41; Δ 28 - 25 = +3.00, p 0.004: marked
+    assert "28.00 ± 1.41" in rows["seq_kd"] and "+3.00*" in rows["seq_kd"]
+    assert "25.00 ± 1.41" in rows["baseline"]
+    # equal seeds: std 0; p 0.3: not marked; one seed (the teacher): no ±
+    assert "25.50 ± 0.00" in rows["word_kd"] and "+0.50 " in rows["word_kd"]
+    assert "30.00 " in rows["teacher"] and "±" not in rows["teacher"]
 
 
 # ---- student config validation -------------------------------------------------------------------
@@ -333,23 +368,39 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
     data = multi30k_subset(tmp_path, train=2000, other=200)
     config = with_default_students(tiny_config("tiny", data, max_updates=200,
                                                valid_interval=100))
+    config["students"][1]["seeds"] = [1, 2]  # word_kd: two runs, pooled in the tables
     config["distill"].update({"chunks": 2, "max_length": 100})
     run_snakemake(tmp_path, config, "--cores", "2")
     tables = tmp_path / "results/tiny/tables"
     frame = pd.read_csv(tables / "comparison.csv")
-    expected = ["teacher", "baseline", "word_kd", "seq_kd", "baseline_seqinter",
-                "seqkd_seqinter", "seqkd_wordkd", "seqkd_seqinter_wordkd"]
+    expected = ["teacher", "baseline", "word_kd/seed1", "word_kd/seed2", "seq_kd",
+                "baseline_seqinter", "seqkd_seqinter", "seqkd_wordkd", "seqkd_seqinter_wordkd"]
     assert list(frame["model"]) == expected
     numeric = frame.select_dtypes("number")
-    assert not numeric.isna().any().any(), numeric.isna().sum()
-    teacher = frame.set_index("model").loc["teacher"]
+    tests = [c for c in numeric if c.startswith("p_")]
+    assert not numeric.drop(columns=tests).isna().any().any(), numeric.isna().sum()
+    tested = ~frame["student"].isin(["teacher", "baseline"])
+    assert frame.loc[~tested, tests].isna().all().all()  # no test against itself
+    assert ((frame.loc[tested, tests] > 0) & (frame.loc[tested, tests] <= 1)).all().all()
+    by_model = frame.set_index("model")
+    assert by_model.loc["word_kd/seed2", "seed"] == 2 and by_model.loc["seq_kd", "seed"] == 2
+    teacher = by_model.loc["teacher"]
     assert teacher["top1_agreement"] == 100.0 and teacher["speedup_int8"] == 1.0
     assert (frame["size_int8_mb"] < frame["size_float32_mb"]).all()
     assert (frame["tok_s_int8"] > 0).all() and (frame["bleu_beam"] > 0).all()
     assert (frame.loc[frame["model"] != "teacher", "top1_agreement"] < 100).all()
+    test = json.loads((tmp_path / "results/tiny/eval/word_kd/test_2016_flickr.significance.json"
+                       ).read_text())
+    assert (test["runs"], test["baseline_runs"], test["sentences"]) == (2, 1, 200)
     markdown = (tables / "comparison.md").read_text()
-    for name in expected:
+    for name in ("teacher", "baseline", "word_kd", "seq_kd", "seqkd_seqinter_wordkd"):
         assert f"| {name} " in markdown
+    lines = [line for line in markdown.split("## test_2016_flickr")[1].splitlines()
+             if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    word_kd = dict(zip(header, [cell.strip() for cell in next(
+        line for line in lines if line.startswith("| word_kd ")).split("|")[1:-1]], strict=True))
+    assert word_kd["Seeds"] == "2" and " ± " in word_kd["BLEU K=5"]
     assert "BLEU signature: `nrefs:1" in markdown
     summary = json.loads((tmp_path / "results/tiny/models/seqkd_seqinter/training.json")
                          .read_text())

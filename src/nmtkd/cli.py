@@ -231,6 +231,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
              result["chrf"])
 
 
+def cmd_significance(args: argparse.Namespace) -> None:
+    from nmtkd.significance import significance_files
+
+    result = significance_files([Path(p) for p in args.system], [Path(p) for p in args.baseline],
+                                Path(args.references), Path(args.output), args.metadata or {},
+                                args.bootstrap_samples, args.ar_trials)
+    bleu = result["bleu"]
+    log.info("BLEU %+.2f (p bootstrap %s, p AR %s)", bleu["delta"], bleu.get("p_bootstrap"),
+             bleu.get("p_ar"))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from nmtkd.report import write_teacher_table
 
@@ -305,7 +316,8 @@ HANDLERS = {
     "train": cmd_train, "teacher-signals": cmd_teacher_signals, "export": cmd_export,
     "corpus": cmd_corpus, "expand-nbest": cmd_expand_nbest,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
-    "evaluate": cmd_evaluate, "agreement": cmd_agreement, "report": cmd_report,
+    "evaluate": cmd_evaluate, "significance": cmd_significance,
+    "agreement": cmd_agreement, "report": cmd_report,
     "compare": cmd_compare, "check-config": cmd_check_config, "write-config": cmd_write_config,
 }
 

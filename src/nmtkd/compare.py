@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from nmtkd.aggregate import add_deltas, printed, summarise
 from nmtkd.errors import NmtkdError
 from nmtkd.textio import atomic_path, atomic_writer
 
@@ -55,9 +56,11 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
     speed = {quant: read_json(path) for quant, path in model.get("speed", {}).items()}
     benchmark_seconds = read_benchmark_seconds(model.get("benchmark"))
     nan = float("nan")
+    significance = read_json(model.get("significance", {}).get(testset)) or {}
     record = {
-        "model": model["name"], "data": model.get("data", ""), "loss": model.get("loss", ""),
-        "init": model.get("init", ""), "testset": testset,
+        "model": model["name"], "student": model.get("student", model["name"]),
+        "seed": model.get("seed", nan), "data": model.get("data", ""),
+        "loss": model.get("loss", ""), "init": model.get("init", ""), "testset": testset,
         "params": training["parameters"] if training else model.get("parameters", nan),
         "size_float32_mb": directory_megabytes(model["ct2"].get("float32")),
         "size_int8_mb": directory_megabytes(model["ct2"].get("int8")),
@@ -83,24 +86,25 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
     record["train_ppl"] = (training.get("train_ppl") or nan) if training else nan
     for key in ("bleu", "chrf", "ter"):
         record[f"{key}_signature"] = beam.get(f"{key}_signature", "") if beam else ""
+    for metric in ("bleu", "chrf"):
+        for test in ("bootstrap", "ar"):
+            record[f"p_{metric}_{test}"] = significance.get(metric, {}).get(f"p_{test}", nan)
     return {key: (nan if value is None else value) for key, value in record.items()}
 
 
 def build_frame(manifest: dict[str, Any]) -> pd.DataFrame:
-    teacher, baseline = manifest["teacher"], manifest.get("baseline")
+    """One row per run and test set (every seed's values), with Δ against the baseline
+    student's mean and the p-values of the student's paired tests."""
+    teacher, baseline = manifest["teacher"], manifest.get("baseline_student")
     names = [m["name"] for m in manifest["models"]]
-    for role, name in (("teacher", teacher), ("baseline", baseline)):
-        if name and name not in names:
-            raise NmtkdError(f"manifest: the {role} {name!r} is not among the models {names}")
+    students = [m.get("student", m["name"]) for m in manifest["models"]]
+    for role, name, known in (("teacher", teacher, names), ("baseline", baseline, students)):
+        if name and name not in known:
+            raise NmtkdError(f"manifest: the {role} {name!r} is not among the models {known}")
     rows = [model_record(model, testset, manifest["speed_testset"])
             for model in manifest["models"] for testset in manifest["testsets"]]
     frame = pd.DataFrame.from_records(rows)
-    for metric in ("bleu_k1", "bleu_beam"):
-        if baseline:
-            reference = frame[frame["model"] == baseline].set_index("testset")[metric]
-            frame[f"delta_{metric}"] = frame[metric] - frame["testset"].map(reference)
-        else:
-            frame[f"delta_{metric}"] = float("nan")
+    add_deltas(frame, baseline)
     frame["int8_bleu_drop"] = frame["bleu_beam"] - frame["bleu_beam_int8"]
     teacher_speed = frame.loc[frame["model"] == teacher, "tok_s_int8"].iloc[0]
     frame["speedup_int8"] = frame["tok_s_int8"] / teacher_speed
@@ -108,7 +112,7 @@ def build_frame(manifest: dict[str, Any]) -> pd.DataFrame:
 
 
 TABLE_COLUMNS = {
-    "model": "Model", "data": "Data", "loss": "Loss", "init": "Init",
+    "student": "Model", "seeds": "Seeds", "data": "Data", "loss": "Loss", "init": "Init",
     "params_m": "Params (M)", "size_float32_mb": "Size f32 (MB)", "size_int8_mb": "Size int8 (MB)",
     "bleu_k1": "BLEU K=1", "bleu_beam": "BLEU K={beam}", "delta_bleu_k1": "Δ K=1",
     "delta_bleu_beam": "Δ K={beam}", "chrf": "chrF", "ter": "TER", "top1_agreement": "TA (%)",
@@ -118,25 +122,28 @@ TABLE_COLUMNS = {
 }
 
 
-def display(frame: pd.DataFrame, beam: int) -> pd.DataFrame:
-    shown = frame.assign(params_m=frame["params"] / 1e6)
+def display(summary: pd.DataFrame, beam: int) -> pd.DataFrame:
+    """A test set's rows as printed: mean ± std over seeds, Δ marked where significant."""
+    shown = printed(summary).assign(params_m=summary["params"] / 1e6)
     headers = {key: label.format(beam=beam) for key, label in TABLE_COLUMNS.items()}
     return shown[list(TABLE_COLUMNS)].rename(columns=headers)
 
 
-def overview(frame: pd.DataFrame, testsets: list[str], beam: int) -> pd.DataFrame:
-    """One row per model: BLEU K=beam on each test set, the averages, TA, size and speed."""
-    wide = frame.pivot(index="model", columns="testset", values="bleu_beam")[testsets]
+def overview(summary: pd.DataFrame, testsets: list[str], beam: int) -> pd.DataFrame:
+    """One row per student: mean BLEU K=beam on each test set, the averages over test sets,
+    TA, size and speed (means over seeds)."""
+    wide = summary.pivot(index="student", columns="testset", values="bleu_beam")[testsets]
     wide.columns = [f"BLEU K={beam} {name}" for name in testsets]
-    means = frame.groupby("model")[["bleu_k1", "bleu_beam", "delta_bleu_beam", "top1_agreement",
-                                    "chrf"]].mean()
-    first = frame.groupby("model")[["params", "size_int8_mb", "speedup_int8",
-                                    "train_minutes"]].first()
+    grouped = summary.groupby("student")
+    means = grouped[["bleu_k1", "bleu_beam", "delta_bleu_beam", "top1_agreement",
+                     "chrf"]].mean()
+    first = grouped[["seeds", "params", "size_int8_mb", "speedup_int8", "train_minutes"]].first()
     table = pd.concat([wide, means, first], axis=1)
-    table = table.loc[list(dict.fromkeys(frame["model"]))]  # keep the manifest's model order
+    table = table.loc[list(dict.fromkeys(summary["student"]))]  # the manifest's order
     table["params"] = table["params"] / 1e6
     return table.reset_index().rename(columns={
-        "model": "Model", "bleu_k1": "avg BLEU K=1", "bleu_beam": f"avg BLEU K={beam}",
+        "student": "Model", "seeds": "Seeds", "bleu_k1": "avg BLEU K=1",
+        "bleu_beam": f"avg BLEU K={beam}",
         "delta_bleu_beam": f"avg Δ K={beam}", "top1_agreement": "avg TA (%)", "chrf": "avg chrF",
         "params": "Params (M)", "size_int8_mb": "Size int8 (MB)", "speedup_int8": "Speed-up",
         "train_minutes": "Train (min)"})
@@ -150,24 +157,32 @@ def signature_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def markdown(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
-    testsets = manifest["testsets"]
+def table_notes(manifest: dict[str, Any]) -> str:
     beam = manifest["beam_size"]
-    notes = [
-        f"BLEU, chrF, TER: sacreBLEU on CTranslate2 float32 output (K=1 greedy, K={beam} beam); "
-        f"chrF and TER of K={beam}. Δ: BLEU minus the baseline student's "
-        f"({manifest.get('baseline') or 'none'}). TA: Top-1 Agreement with the teacher, "
-        "teacher-forced on the references; PPL: perplexity of the references. int8 ΔBLEU: "
-        f"K={beam} BLEU of float32 minus int8. Speed: CTranslate2 int8 on CPU, "
-        f"{manifest['speed_testset']}, {manifest.get('speed_settings', '')}; speed-up over the "
-        "teacher's int8. Train: wall-clock minutes of the training job (for a fine-tuned "
-        "student, the fine-tuning alone; its init model's time is in that model's row).",
-    ]
-    summary = overview(frame, testsets, beam).to_markdown(index=False, floatfmt=".2f")
-    lines = [f"# Comparison: {manifest.get('experiment', '')}", "", *notes, "", "## Overview", "",
-             summary, ""]
+    return (
+        f"BLEU, chrF, TER: sacreBLEU on float32 output (K=1 greedy, K={beam} beam); chrF and "
+        f"TER of K={beam}. With several seeds a cell is mean ± standard deviation over the "
+        "student's runs (Seeds: how many). Δ: BLEU minus the baseline student's mean "
+        f"({manifest.get('baseline_student') or 'none'}); `*`: p < 0.05 in a paired bootstrap "
+        f"test of BLEU K={beam} against the baseline (sacreBLEU, "
+        f"{manifest.get('bootstrap_samples', 1000)} resamples; several seeds pooled: run i "
+        "against the baseline's run i). p-values of the bootstrap and of approximate "
+        "randomisation, for BLEU and chrF, are in the CSV. TA: Top-1 Agreement with the "
+        "model's teacher, teacher-forced on the references; PPL: perplexity of the "
+        f"references. int8 ΔBLEU: K={beam} BLEU of float32 minus int8. Speed: CTranslate2 "
+        f"int8 on CPU, {manifest['speed_testset']}, {manifest.get('speed_settings', '')}; "
+        "speed-up over the teacher's int8. Train: wall-clock minutes of the training job (for "
+        "a fine-tuned student, the fine-tuning alone; its init model's time is in that "
+        "model's row).")
+
+
+def markdown(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+    testsets, beam = manifest["testsets"], manifest["beam_size"]
+    table = overview(summary, testsets, beam).to_markdown(index=False, floatfmt=".2f")
+    lines = [f"# Comparison: {manifest.get('experiment', '')}", "", table_notes(manifest), "",
+             "## Overview", "", table, ""]
     for testset in testsets:
-        rows = display(frame[frame["testset"] == testset], beam)
+        rows = display(summary[summary["testset"] == testset], beam)
         lines += [f"## {testset}", "", rows.to_markdown(index=False, floatfmt=".2f"), ""]
     return "\n".join(lines + signature_lines(frame)) + "\n"
 
@@ -179,14 +194,14 @@ def latex_escape(text: str) -> str:
     return text
 
 
-def latex(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+def latex(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     parts = []
     for testset in manifest["testsets"]:
-        rows = display(frame[frame["testset"] == testset], manifest["beam_size"])
+        rows = display(summary[summary["testset"] == testset], manifest["beam_size"])
         rows = rows.drop(columns=["Data", "Loss", "Init"])
         parts.append(rows.to_latex(index=False, float_format="%.2f", na_rep="--", escape=True,
                                    caption=latex_escape(testset), label=f"tab:{testset}"))
-    overview_table = overview(frame, manifest["testsets"], manifest["beam_size"])
+    overview_table = overview(summary, manifest["testsets"], manifest["beam_size"])
     parts.append(overview_table.to_latex(index=False, float_format="%.2f", na_rep="--",
                                          escape=True, caption="Overview",
                                          label="tab:overview"))
@@ -196,11 +211,13 @@ def latex(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
 
 def write_comparison(manifest: dict[str, Any], md_path: Path, csv_path: Path,
                      tex_path: Path) -> pd.DataFrame:
+    """The tables (Markdown, LaTeX: one row per student) and the CSV (one row per run)."""
     frame = build_frame(manifest)
+    summary = summarise(frame, manifest.get("baseline_student"), manifest["teacher"])
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     with atomic_writer(tex_path) as handle:
-        handle.write(latex(frame, manifest))
+        handle.write(latex(summary, frame, manifest))
     with atomic_writer(md_path) as handle:
-        handle.write(markdown(frame, manifest))
+        handle.write(markdown(summary, frame, manifest))
     return frame

@@ -228,6 +228,18 @@ def _report_commands(command) -> None:
     p.add_argument("--testset", required=True)
     p.add_argument("--metadata", type=json_object, help="extra JSON fields for the result")
 
+    p = command("significance", "Paired significance of a system against a baseline on one "
+                "test set: sacreBLEU's paired bootstrap and approximate randomisation, BLEU and "
+                "chrF; several runs per side are pooled")
+    add_path(p, "--system", INPUT, nargs="+", required=True, help="the system's outputs, a "
+             "file per run (seed)")
+    add_path(p, "--baseline", INPUT, nargs="+", required=True, help="the baseline's outputs")
+    add_path(p, "--references", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True, help="JSON result")
+    p.add_argument("--bootstrap-samples", type=non_negative_int, default=1000)
+    p.add_argument("--ar-trials", type=non_negative_int, default=1000)
+    p.add_argument("--metadata", type=json_object, help="extra JSON fields for the result")
+
     p = command("agreement", "Top-1 Agreement with the teacher and reference perplexity, "
                 "teacher-forced on a test set")
     add_path(p, "--model", INPUT, required=True, help="torch checkpoint")

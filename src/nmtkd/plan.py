@@ -130,6 +130,11 @@ class Plan:
         torch = self.config[job]["backend"] == "torch" and quant == "float32"
         return "torch beam search" if torch else "CTranslate2"
 
+    def signals_inputs(self, teacher: str, corpus: str) -> dict[str, str]:
+        """What the teacher-signals job reads: the teacher and a corpus."""
+        return {"model": self.torch_checkpoint(teacher), "spm": self.spm_model(),
+                **self.encoded_corpus(corpus)}
+
     def teacher_exports(self) -> list[str]:
         return [self.ct2_model(name, q) for name, teacher in self.teachers.items()
                 if not teacher.ct2_only for q in self.config["export"]["quantizations"]]
@@ -212,6 +217,48 @@ class Plan:
         return f"{self.results}/signals/{teacher}/{corpus}.top{k}"
 
     # ---- evaluation and tables -----------------------------------------------------------------
+    @property
+    def baseline_student(self) -> str | None:
+        """The student the Δ columns and the significance tests compare against."""
+        return self.model(self.baseline).student if self.baseline else None
+
+    def runs_of(self, student: str) -> list[str]:
+        """The models of a student: its one run, or one per seed."""
+        return [name for name, run in self.students.items() if run.student == student]
+
+    @property
+    def tested_students(self) -> list[str]:
+        """Students tested against the baseline (all but the baseline itself)."""
+        if self.baseline_student is None:
+            return []
+        return list(dict.fromkeys(run.student for run in self.students.values()
+                                  if run.student != self.baseline_student))
+
+    def significance_metadata(self, student: str, testset: str) -> dict[str, str]:
+        return {"system": student, "baseline": self.baseline_student, "testset": testset}
+
+    def evaluation_metadata(self, quant: str, beam: str | int) -> dict[str, Any]:
+        """What an evaluation JSON records of its decoding."""
+        decoding = "greedy" if int(beam) == 1 else f"beam {beam}"
+        return {"decoding": f"{self.decoder_name(quant, 'evaluation')} {decoding}",
+                "compute_type": quant, "beam_size": int(beam)}
+
+    def translation(self, name: str, testset: str, quant: str, beam: int) -> str:
+        return f"{self.results}/translations/{name}/{testset}.{quant}.beam{beam}.{self.tgt}"
+
+    def significance_file(self, student: str, testset: str) -> str:
+        return f"{self.results}/eval/{student}/{testset}.significance.json"
+
+    def significance_inputs(self, student: str, testset: str) -> dict[str, Any]:
+        """A student's and the baseline's K=beam float32 outputs (every run) and the
+        references of one test set."""
+        def outputs(of: str) -> list[str]:
+            return [self.translation(run, testset, "float32", self.beam)
+                    for run in self.runs_of(of)]
+
+        return {"system": outputs(student), "baseline": outputs(self.baseline_student),
+                "references": f"{self.results}/data/raw/{testset}.{self.tgt}"}
+
     def reference_teacher(self, name: str) -> str:
         """The teacher a model is compared with (Top-1 Agreement): a student's own teacher; a
         teacher itself."""
@@ -259,6 +306,9 @@ class Plan:
             } for testset in self.testsets},
             "agreement": {testset: f"{evaluations}/{testset}.agreement.json"
                           for testset in self.testsets} if self.has_agreement(name) else {},
+            "significance": {testset: self.significance_file(model.student, testset)
+                             for testset in self.testsets}
+            if model.student in self.tested_students else {},
         }
 
     def comparison_manifest(self) -> dict[str, Any]:
@@ -267,7 +317,10 @@ class Plan:
         timing = ("one timed run" if speed["repeats"] == 1
                   else f"fastest of {speed['repeats']} timed runs")
         return {"experiment": self.experiment, "teacher": self.teacher.name,
-                "baseline": self.baseline, "beam_size": self.beam, "testsets": self.testsets,
+                "baseline": self.baseline, "baseline_student": self.baseline_student,
+                "bootstrap_samples": self.config["evaluation"]["significance"][
+                    "bootstrap_samples"],
+                "beam_size": self.beam, "testsets": self.testsets,
                 "speed_testset": self.speed_testset,
                 "models": [self.model_results(name) for name in self.models],
                 "speed_settings": f"beam {speed['beam_size']}, batch {speed['batch_size']}, "
