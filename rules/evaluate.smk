@@ -40,6 +40,7 @@ rule evaluate_testset:
         f"{RESULTS}/eval/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.json",
     params:
         metadata=evaluation_metadata,
+        scoring=quoted_args(PLAN.scoring_arguments()),
     log:
         f"{LOGS}/evaluate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.log",
     threads: 1
@@ -49,7 +50,7 @@ rule evaluate_testset:
     shell:
         "nmtkd evaluate --hypotheses {input.hyp:q} --references {input.ref:q} --output {output:q}"
         " --model-name {wildcards.model:q} --testset {wildcards.testset:q}"
-        " --metadata {params.metadata} > {log:q} 2>&1"
+        " --metadata {params.metadata} {params.scoring} > {log:q} 2>&1"
 
 
 # Threads are fixed by config and equal for every model; on a machine with as many cores as
@@ -117,6 +118,7 @@ rule significance:
         bootstrap=EVAL["significance"]["bootstrap_samples"],
         ar=EVAL["significance"]["ar_trials"],
         metadata=significance_metadata,
+        scoring=quoted_args(PLAN.scoring_arguments()),
     log:
         f"{LOGS}/significance/{{student}}.{{testset}}.log",
     threads: 1
@@ -127,4 +129,4 @@ rule significance:
         "nmtkd significance --system {input.system:q} --baseline {input.baseline:q}"
         " --references {input.references:q} --output {output:q}"
         " --bootstrap-samples {params.bootstrap} --ar-trials {params.ar}"
-        " --metadata {params.metadata} > {log:q} 2>&1"
+        " --metadata {params.metadata} {params.scoring} > {log:q} 2>&1"

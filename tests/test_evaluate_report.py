@@ -49,3 +49,30 @@ def test_report_names_a_broken_result_file(tmp_path):
     with pytest.raises(NmtkdError, match="broken.json: cannot read evaluation result"):
         write_teacher_table([tmp_path / "broken.json"], tmp_path / "t.md")
     assert not (tmp_path / "t.md").exists()
+
+
+def test_japanese_is_scored_on_mecab_words_not_on_whole_sentences():
+    from nmtkd.evaluate import default_tokenize
+
+    assert default_tokenize("ja") == "ja-mecab" and default_tokenize("zh") == "zh"
+    assert default_tokenize("de") == "13a"
+    hypothesis, reference = ["犬が好きです。"], ["猫が好きです。"]
+    # 13a sees one token per sentence: nothing matches
+    assert score(hypothesis, reference, tokenize="13a")["bleu"] == 0.0
+    # MeCab: 犬/猫 が 好き です 。 -> 4/5 unigrams, 3/4 bigrams, 2/3 trigrams, 1/2 4-grams,
+    # equal lengths: BLEU = (4/5 * 3/4 * 2/3 * 1/2) ** (1/4) = 0.2 ** 0.25
+    mecab = score(hypothesis, reference, tokenize="ja-mecab")
+    assert mecab["bleu"] == pytest.approx(100 * 0.2 ** 0.25, abs=0.01)
+    assert "tok:ja-mecab" in mecab["bleu_signature"]
+    with pytest.raises(NmtkdError, match="unknown BLEU tokenizer 'mecab'"):
+        score(hypothesis, reference, tokenize="mecab")
+
+
+def test_chrf_plus_plus_counts_word_bigrams_and_says_so():
+    hypothesis, reference = ["the cat sat on a mat"], ["the cat sat on the mat"]
+    plain, plus = score(hypothesis, reference), score(hypothesis, reference, chrf_word_order=2)
+    assert "nw:0" in plain["chrf_signature"] and "nw:2" in plus["chrf_signature"]
+    # word unigrams (5/6) and bigrams (3/5) now join the six character orders in the average
+    assert plus["chrf"] != plain["chrf"]
+    same = score(reference, reference, chrf_word_order=2)
+    assert same["chrf"] == 100.0

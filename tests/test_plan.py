@@ -268,3 +268,15 @@ def test_the_torch_backend_needs_a_torch_teacher(tmp_path):
     config["distill"]["backend"] = "torch"
     assert_plan_fails(config, "config error at distill.backend: the torch beam search needs a "
                               "torch checkpoint; teacher 'teacher' is a CTranslate2 model")
+
+
+def test_the_bleu_tokenizer_follows_the_target_language():
+    config = base_config()
+    assert plan_of(config).scoring_arguments() == ["--tokenize", "13a",
+                                                   "--chrf-word-order", "0"]
+    config["data"]["tgt_lang"] = "ja"
+    config["evaluation"]["chrf_word_order"] = 2
+    assert plan_of(config).scoring_arguments() == ["--tokenize", "ja-mecab",
+                                                   "--chrf-word-order", "2"]
+    config["evaluation"]["tokenize"] = "intl"
+    assert plan_of(config).bleu_tokenize == "intl"

@@ -226,17 +226,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     metadata = {"model": args.model_name, "testset": args.testset, **(args.metadata or {})}
     result = evaluate_files(Path(args.hypotheses), Path(args.references), Path(args.output),
-                            metadata)
+                            metadata, args.tokenize, args.chrf_word_order)
     log.info("%s on %s: BLEU %.2f chrF %.2f", args.model_name, args.testset, result["bleu"],
              result["chrf"])
 
 
 def cmd_significance(args: argparse.Namespace) -> None:
-    from nmtkd.significance import significance_files
+    from nmtkd.significance import Scoring, significance_files
 
     result = significance_files([Path(p) for p in args.system], [Path(p) for p in args.baseline],
                                 Path(args.references), Path(args.output), args.metadata or {},
-                                args.bootstrap_samples, args.ar_trials)
+                                args.bootstrap_samples, args.ar_trials,
+                                Scoring(args.tokenize, args.chrf_word_order))
     bleu = result["bleu"]
     log.info("BLEU %+.2f (p bootstrap %s, p AR %s)", bleu["delta"], bleu.get("p_bootstrap"),
              bleu.get("p_ar"))

@@ -1,4 +1,8 @@
-"""Scoring with sacreBLEU: BLEU, chrF and TER with their signatures."""
+"""Scoring with sacreBLEU: BLEU, chrF (or chrF++) and TER with their signatures.
+
+BLEU's tokenizer matters for languages written without spaces: 13a leaves a Chinese or
+Japanese sentence as one token, so BLEU measures almost nothing there. The default tokenizer
+is chosen by the target language (`default_tokenize`)."""
 
 from __future__ import annotations
 
@@ -11,12 +15,27 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from nmtkd.errors import NmtkdError
 from nmtkd.textio import atomic_writer, read_lines
 
+TOKENIZERS = ("13a", "intl", "zh", "ja-mecab", "char", "flores200", "none")
+LANGUAGE_TOKENIZERS = {"zh": "zh", "ja": "ja-mecab"}
 
-def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+
+def default_tokenize(target_language: str) -> str:
+    """sacreBLEU's tokenizer for a target language: zh for Chinese, ja-mecab for Japanese,
+    13a (WMT's standard) otherwise."""
+    return LANGUAGE_TOKENIZERS.get(target_language, "13a")
+
+
+def score(hypotheses: list[str], references: list[str], tokenize: str = "13a",
+          chrf_word_order: int = 0) -> dict[str, Any]:
+    """BLEU with `tokenize`, chrF (chrF++ with word order 2) and TER, with signatures."""
     if len(hypotheses) != len(references):
         raise NmtkdError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if tokenize not in TOKENIZERS:
+        raise NmtkdError(f"unknown BLEU tokenizer {tokenize!r} (known: {', '.join(TOKENIZERS)})")
     results: dict[str, Any] = {"sentences": len(hypotheses)}
-    for name, metric in (("bleu", BLEU()), ("chrf", CHRF()), ("ter", TER())):
+    metrics = (("bleu", BLEU(tokenize=tokenize)), ("chrf", CHRF(word_order=chrf_word_order)),
+               ("ter", TER()))
+    for name, metric in metrics:
         result = metric.corpus_score(hypotheses, [references])
         results[name] = round(result.score, 2)
         results[f"{name}_signature"] = str(metric.get_signature())
@@ -24,12 +43,14 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
 
 
 def evaluate_files(hyp_path: Path, ref_path: Path, output: Path,
-                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                   metadata: dict[str, Any] | None = None, tokenize: str = "13a",
+                   chrf_word_order: int = 0) -> dict[str, Any]:
     hyps, refs = read_lines(hyp_path), read_lines(ref_path)
     if len(hyps) != len(refs):
         raise NmtkdError(f"line counts differ: {hyp_path} has {len(hyps)} lines, {ref_path} has "
                          f"{len(refs)} lines")
-    results = {**(metadata or {}), **score(hyps, refs), "hypotheses": str(hyp_path),
+    results = {**(metadata or {}), **score(hyps, refs, tokenize, chrf_word_order),
+               "hypotheses": str(hyp_path),
                "references": str(ref_path)}
     with atomic_writer(output) as handle:
         json.dump(results, handle, indent=2)

@@ -52,6 +52,15 @@ def length_ratio(text: str) -> float:
     return bounded(text, float, 1.0, "a number", "at least 1")
 
 
+def _scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    from nmtkd.evaluate import TOKENIZERS
+
+    parser.add_argument("--tokenize", choices=TOKENIZERS, default="13a",
+                        help="sacreBLEU's BLEU tokenizer (zh, ja-mecab for unsegmented output)")
+    parser.add_argument("--chrf-word-order", type=int, choices=(0, 1, 2), default=0,
+                        help="chrF word n-gram order: 2 is chrF++")
+
+
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-size", type=positive_int, default=5)
     parser.add_argument("--nbest", type=positive_int, default=1, help="hypotheses per sentence")
@@ -227,6 +236,7 @@ def _report_commands(command) -> None:
     p.add_argument("--model-name", required=True)
     p.add_argument("--testset", required=True)
     p.add_argument("--metadata", type=json_object, help="extra JSON fields for the result")
+    _scoring_arguments(p)
 
     p = command("significance", "Paired significance of a system against a baseline on one "
                 "test set: sacreBLEU's paired bootstrap and approximate randomisation, BLEU and "
@@ -239,6 +249,7 @@ def _report_commands(command) -> None:
     p.add_argument("--bootstrap-samples", type=non_negative_int, default=1000)
     p.add_argument("--ar-trials", type=non_negative_int, default=1000)
     p.add_argument("--metadata", type=json_object, help="extra JSON fields for the result")
+    _scoring_arguments(p)
 
     p = command("agreement", "Top-1 Agreement with the teacher and reference perplexity, "
                 "teacher-forced on a test set")

@@ -234,6 +234,18 @@ class Plan:
         return list(dict.fromkeys(run.student for run in self.students.values()
                                   if run.student != self.baseline_student))
 
+    @property
+    def bleu_tokenize(self) -> str:
+        from nmtkd.evaluate import default_tokenize
+
+        chosen = self.config["evaluation"]["tokenize"]
+        return default_tokenize(self.tgt) if chosen == "auto" else chosen
+
+    def scoring_arguments(self) -> list[str]:
+        """`nmtkd evaluate` / `significance` arguments: the BLEU tokenizer and chrF order."""
+        return ["--tokenize", self.bleu_tokenize,
+                "--chrf-word-order", str(self.config["evaluation"]["chrf_word_order"])]
+
     def significance_metadata(self, student: str, testset: str) -> dict[str, str]:
         return {"system": student, "baseline": self.baseline_student, "testset": testset}
 

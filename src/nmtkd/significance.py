@@ -11,6 +11,7 @@ seeds' outputs, not in one lucky run.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,20 @@ def pooled(system_runs: list[list[str]], baseline_runs: list[list[str]],
     return system, baseline, refs
 
 
-def metrics(tokenize: str = "13a") -> dict[str, Any]:
-    return {"bleu": BLEU(tokenize=tokenize), "chrf": CHRF()}
+@dataclass(frozen=True)
+class Scoring:
+    """How BLEU tokenizes and which chrF (chrF++ with word order 2) the tests use."""
+
+    tokenize: str = "13a"
+    chrf_word_order: int = 0
+
+    def metrics(self) -> dict[str, Any]:
+        return {"bleu": BLEU(tokenize=self.tokenize),
+                "chrf": CHRF(word_order=self.chrf_word_order)}
 
 
 def bootstrap_test(system: list[str], baseline: list[str], references: list[str],
-                   samples: int, tokenize: str = "13a") -> dict[str, dict[str, Any]]:
+                   samples: int, scoring: Scoring) -> dict[str, dict[str, Any]]:
     """Per metric: the p-value of sacreBLEU's paired bootstrap resampling (its RNG seed is
     fixed: SACREBLEU_SEED, default 12345) with the test's signature.
 
@@ -52,16 +61,16 @@ def bootstrap_test(system: list[str], baseline: list[str], references: list[str]
     (sacreBLEU follows MultEval there and reports 1/(samples+1), since "a zero difference
     should not be attributed to chance"; in a table that would mark a system as
     significantly different from itself.)"""
-    test = PairedTest([("baseline", baseline), ("system", system)], metrics(tokenize),
+    test = PairedTest([("baseline", baseline), ("system", system)], scoring.metrics(),
                       [references], test_type="bs", n_samples=samples)
     signatures, scores = test()
+    names = {"bleu": "BLEU", "chrf": "chrF2++" if scoring.chrf_word_order else "chrF2"}
     return {key: {"p_value": 1.0 if system == baseline else scores[name][1].p_value,
-                  "signature": str(signatures[name])}
-            for name, key in (("BLEU", "bleu"), ("chrF2", "chrf"))}
+                  "signature": str(signatures[name])} for key, name in names.items()}
 
 
 def randomisation_test(system: list[str], baseline: list[str], references: list[str],
-                       trials: int, tokenize: str = "13a", seed: int = 12345) -> dict[str, Any]:
+                       trials: int, scoring: Scoring, seed: int = 12345) -> dict[str, Any]:
     """Per metric: the p-value of paired approximate randomisation (Riezler & Maxwell 2005):
     each trial swaps each segment pair with probability 1/2; p = (#trials whose absolute
     difference reaches the observed one + 1) / (trials + 1). Computed on sacreBLEU's
@@ -70,7 +79,7 @@ def randomisation_test(system: list[str], baseline: list[str], references: list[
     one lone differing pair, cannot make a difference significant."""
     rng = np.random.default_rng(seed)
     results = {}
-    for key, metric in metrics(tokenize).items():
+    for key, metric in scoring.metrics().items():
         ours = np.array(metric._extract_corpus_statistics(system, [references]), dtype=float)
         theirs = np.array(metric._extract_corpus_statistics(baseline, [references]),
                           dtype=float)
@@ -94,11 +103,11 @@ def randomisation_test(system: list[str], baseline: list[str], references: list[
 
 def significance(system_runs: list[list[str]], baseline_runs: list[list[str]],
                  references: list[str], bootstrap_samples: int = 1000, ar_trials: int = 1000,
-                 tokenize: str = "13a") -> dict[str, Any]:
+                 scoring: Scoring = Scoring()) -> dict[str, Any]:
     system, baseline, refs = pooled(system_runs, baseline_runs, references)
     result: dict[str, Any] = {"runs": len(system_runs), "baseline_runs": len(baseline_runs),
                               "sentences": len(references), "protocol": PROTOCOL}
-    for key, metric in metrics(tokenize).items():
+    for key, metric in scoring.metrics().items():
         ours = metric.corpus_score(system, [refs]).score
         theirs = metric.corpus_score(baseline, [refs]).score
         result[key] = {"system": ours, "baseline": theirs, "delta": ours - theirs}
@@ -106,7 +115,7 @@ def significance(system_runs: list[list[str]], baseline_runs: list[list[str]],
              "ar": (randomisation_test, ar_trials)}
     for label, (test, samples) in tests.items():
         if samples > 0:
-            for key, values in test(system, baseline, refs, samples, tokenize).items():
+            for key, values in test(system, baseline, refs, samples, scoring).items():
                 result[key][f"p_{label}"] = values["p_value"]
                 result[key][f"signature_{label}"] = values["signature"]
     return result
@@ -114,7 +123,7 @@ def significance(system_runs: list[list[str]], baseline_runs: list[list[str]],
 
 def significance_files(system: list[Path], baseline: list[Path], references: Path,
                        output: Path, metadata: dict[str, Any], bootstrap_samples: int,
-                       ar_trials: int, tokenize: str = "13a") -> dict[str, Any]:
+                       ar_trials: int, scoring: Scoring) -> dict[str, Any]:
     refs = read_lines(references)
     runs = [read_lines(path) for path in system]
     baseline_runs = [read_lines(path) for path in baseline]
@@ -123,7 +132,7 @@ def significance_files(system: list[Path], baseline: list[Path], references: Pat
             raise NmtkdError(f"line counts differ: {path} has {len(run)} lines, {references} "
                              f"has {len(refs)}")
     result = {**metadata, **significance(runs, baseline_runs, refs, bootstrap_samples,
-                                         ar_trials, tokenize)}
+                                         ar_trials, scoring)}
     with atomic_writer(output) as handle:
         json.dump(result, handle, indent=2)
     return result
