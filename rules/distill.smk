@@ -34,6 +34,7 @@ rule distill_chunk:
         max_length=DISTILL["max_length"],
         inter_threads=DISTILL["inter_threads"],
         decoder=distill_decoder_arguments,
+        bound=quoted_args(PLAN.length_bound_arguments()),
     log:
         f"{LOGS}/distill_chunk/{{teacher}}/{{scatteritem}}.log",
     benchmark:
@@ -46,7 +47,8 @@ rule distill_chunk:
     shell:
         "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output.best:q}"
         " --nbest-output {output.nbest:q} --beam-size {params.beam} --nbest {params.nbest}"
-        " --batch-size {params.batch_size} --max-length {params.max_length} {params.decoder}"
+        " --batch-size {params.batch_size} --max-length {params.max_length} {params.bound}"
+        " {params.decoder}"
         " --threads {threads} --inter-threads {params.inter_threads} > {log:q} 2>&1"
 
 

@@ -16,6 +16,7 @@ rule translate_testset:
         length_penalty=EVAL["length_penalty"],
         inter_threads=EVAL["inter_threads"],
         decoder=evaluation_decoder_arguments,
+        bound=quoted_args(PLAN.length_bound_arguments()),
     log:
         f"{LOGS}/translate_testset/{{model}}.{{testset}}.{{quant}}.beam{{beam}}.log",
     benchmark:
@@ -28,7 +29,8 @@ rule translate_testset:
         "nmtkd translate --model {input.model:q} --input {input.src:q} --output {output:q}"
         " --beam-size {wildcards.beam:q} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --length-penalty {params.length_penalty}"
-        " {params.decoder} --threads {threads} --inter-threads {params.inter_threads}"
+        " {params.decoder} {params.bound} --threads {threads}"
+        " --inter-threads {params.inter_threads}"
         " > {log:q} 2>&1"
 
 
@@ -36,6 +38,7 @@ rule evaluate_testset:
     input:
         hyp=f"{RESULTS}/translations/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.{TGT}",
         ref=f"{RESULTS}/data/raw/{{testset}}.{TGT}",
+        src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
     output:
         f"{RESULTS}/eval/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.json",
     params:
@@ -48,7 +51,8 @@ rule evaluate_testset:
         mem_mb=1000,
         runtime=10,
     shell:
-        "nmtkd evaluate --hypotheses {input.hyp:q} --references {input.ref:q} --output {output:q}"
+        "nmtkd evaluate --hypotheses {input.hyp:q} --references {input.ref:q}"
+        " --source {input.src:q} --output {output:q}"
         " --model-name {wildcards.model:q} --testset {wildcards.testset:q}"
         " --metadata {params.metadata} {params.scoring} > {log:q} 2>&1"
 
@@ -68,6 +72,7 @@ rule measure_speed:
         repeats=SPEED["repeats"],
         max_length=EVAL["max_length"],
         compute_type=compute_type,
+        bound=quoted_args(PLAN.length_bound_arguments()),
     log:
         f"{LOGS}/measure_speed/{{model}}.{{quant}}.log",
     benchmark:
@@ -79,7 +84,7 @@ rule measure_speed:
     shell:
         "nmtkd speed --model {input.model:q} --input {input.src:q} --output {output:q}"
         " --beam-size {params.beam} --batch-size {params.batch_size}"
-        " --max-length {params.max_length} --compute-type {params.compute_type}"
+        " --max-length {params.max_length} {params.bound} --compute-type {params.compute_type}"
         " --threads {threads} --inter-threads {params.inter_threads}"
         " --repeats {params.repeats} > {log:q} 2>&1"
 

@@ -322,6 +322,8 @@ CASES = [
          "argument --batch-size: expected a whole number"),
     case("translate-max-length-0", f"{DECODE} --max-length 0",
          "argument --max-length: must be at least 1"),
+    case("translate-max-len-a-negative", f"{DECODE} --max-len-a -1",
+         "argument --max-len-a: must be 0 or more"),
     case("translate-beam-size-0", f"{DECODE} --beam-size 0",
          "argument --beam-size: must be at least 1"),
     case("translate-threads-0", f"{DECODE} --threads 0", "argument --threads: must be at least 1"),

@@ -107,17 +107,20 @@ def beam_search(model: Transformer, sources: list[list[int]], beam_size: int = 5
 def beam_translate_ids(model: Transformer, sources: list[list[int]], batch_size: int = 32,
                        beam_size: int = 5, max_length: int = 256, length_penalty: float = 1.0,
                        nbest: int = 1, device: torch.device | str = "cpu",
-                       progress: bool = True) -> list[list[Hypothesis]]:
-    """Beam-search many sentences in length-sorted batches; results in input order."""
+                       progress: bool = True,
+                       max_len: tuple[float, int] = (0.0, 0)) -> list[list[Hypothesis]]:
+    """Beam-search many sentences in length-sorted batches; results in input order. Each
+    batch generates at most max_len[0]·|x| + max_len[1] tokens (its longest source)."""
     from tqdm import tqdm
 
-    from nmtkd.decoding import sorted_chunks
+    from nmtkd.decoding import length_bound, sorted_chunks
 
     results: list[list[Hypothesis]] = [[] for _ in sources]
     with tqdm(total=len(sources), desc="beam search", unit=" sent", mininterval=2.0,
               disable=not progress) as bar:
         for chunk in sorted_chunks([len(s) for s in sources], batch_size):
-            found = beam_search(model, [sources[i] for i in chunk], beam_size, max_length,
+            bound = length_bound([len(sources[i]) for i in chunk], max_length, *max_len)
+            found = beam_search(model, [sources[i] for i in chunk], beam_size, bound,
                                 length_penalty, nbest, device)
             for index, hypotheses in zip(chunk, found, strict=True):
                 results[index] = hypotheses

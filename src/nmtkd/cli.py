@@ -208,7 +208,8 @@ def _decode_options(args: argparse.Namespace) -> Any:
     return DecodeOptions(beam_size=args.beam_size, nbest=args.nbest, batch_size=args.batch_size,
                          max_length=args.max_length, length_penalty=args.length_penalty,
                          threads=args.threads, inter_threads=args.inter_threads,
-                         compute_type=args.compute_type, device=args.device)
+                         compute_type=args.compute_type, device=args.device,
+                         max_len_a=args.max_len_a, max_len_b=args.max_len_b)
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
@@ -226,7 +227,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     metadata = {"model": args.model_name, "testset": args.testset, **(args.metadata or {})}
     result = evaluate_files(Path(args.hypotheses), Path(args.references), Path(args.output),
-                            metadata, args.tokenize, args.chrf_word_order)
+                            metadata, args.tokenize, args.chrf_word_order,
+                            Path(args.source) if args.source else None)
     log.info("%s on %s: BLEU %.2f chrF %.2f", args.model_name, args.testset, result["bleu"],
              result["chrf"])
 

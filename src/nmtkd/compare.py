@@ -68,6 +68,7 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
         "bleu_beam": beam["bleu"] if beam else nan,
         "chrf": beam["chrf"] if beam else nan,
         "ter": beam["ter"] if beam else nan,
+        "runaway": beam.get("runaway", nan) if beam else nan,
         "top1_agreement": agreement["top1_agreement"] if agreement else nan,
         "test_ppl": agreement["ppl"] if agreement else nan,
         "bleu_beam_int8": int8["bleu"] if int8 else nan,
@@ -115,9 +116,10 @@ TABLE_COLUMNS = {
     "student": "Model", "seeds": "Seeds", "data": "Data", "loss": "Loss", "init": "Init",
     "params_m": "Params (M)", "size_float32_mb": "Size f32 (MB)", "size_int8_mb": "Size int8 (MB)",
     "bleu_k1": "BLEU K=1", "bleu_beam": "BLEU K={beam}", "delta_bleu_k1": "Δ K=1",
-    "delta_bleu_beam": "Δ K={beam}", "chrf": "chrF", "ter": "TER", "top1_agreement": "TA (%)",
-    "test_ppl": "PPL", "int8_bleu_drop": "int8 ΔBLEU", "tok_s_int8": "int8 tok/s",
-    "sent_s_int8": "int8 sent/s", "speedup_int8": "Speed-up", "train_minutes": "Train (min)",
+    "delta_bleu_beam": "Δ K={beam}", "chrf": "chrF", "ter": "TER", "runaway": "Runaway (%)",
+    "top1_agreement": "TA (%)", "test_ppl": "PPL", "int8_bleu_drop": "int8 ΔBLEU",
+    "tok_s_int8": "int8 tok/s", "sent_s_int8": "int8 sent/s", "speedup_int8": "Speed-up",
+    "train_minutes": "Train (min)",
     "updates_per_second": "upd/s", "train_ppl": "Train PPL",
 }
 
@@ -169,7 +171,10 @@ def table_notes(manifest: dict[str, Any]) -> str:
         "against the baseline's run i). p-values of the bootstrap and of approximate "
         "randomisation, for BLEU and chrF, are in the CSV. TA: Top-1 Agreement with the "
         "model's teacher, teacher-forced on the references; PPL: perplexity of the "
-        f"references. int8 ΔBLEU: K={beam} BLEU of float32 minus int8. Speed: CTranslate2 "
+        f"references. Runaway: the share of K={beam} outputs longer than 2·|source| + 10 "
+        "words or repeating a word 4-gram 3+ times (every decoding job is bounded by "
+        f"{manifest.get('length_bound', 'max_length')}). int8 ΔBLEU: K={beam} BLEU of float32 "
+        "minus int8. Speed: CTranslate2 "
         f"int8 on CPU, {manifest['speed_testset']}, {manifest.get('speed_settings', '')}; "
         "speed-up over the teacher's int8. Train: wall-clock minutes of the training job (for "
         "a fine-tuned student, the fine-tuning alone; its init model's time is in that "

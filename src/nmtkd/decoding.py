@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,6 +58,16 @@ def score_targets(model: Transformer, sources: list[list[int]], targets: list[li
     log_probs = F.log_softmax(model(source, target_in).float(), dim=-1)
     picked = log_probs.gather(2, target_out[..., None]).squeeze(-1)
     return [picked[row, : len(t) + 1].tolist() for row, t in enumerate(targets)]
+
+
+def length_bound(source_lengths: list[int], max_length: int, max_len_a: float = 0.0,
+                 max_len_b: int = 0) -> int:
+    """The most target tokens a batch may generate: fairseq's max_len_a·|x| + max_len_b for
+    the batch's longest source (|x| in tokens), never above `max_length`; with a = b = 0,
+    `max_length` alone."""
+    if max_len_a == 0 and max_len_b == 0:
+        return max_length
+    return max(1, min(max_length, math.ceil(max_len_a * max(source_lengths) + max_len_b)))
 
 
 def sorted_chunks(lengths: list[int], batch_size: int) -> list[list[int]]:

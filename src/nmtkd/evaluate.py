@@ -44,12 +44,18 @@ def score(hypotheses: list[str], references: list[str], tokenize: str = "13a",
 
 def evaluate_files(hyp_path: Path, ref_path: Path, output: Path,
                    metadata: dict[str, Any] | None = None, tokenize: str = "13a",
-                   chrf_word_order: int = 0) -> dict[str, Any]:
+                   chrf_word_order: int = 0, src_path: Path | None = None) -> dict[str, Any]:
+    """Scores of a hypothesis file; with the source, also the share of runaway outputs."""
+    from nmtkd.runaway import runaway_share
+
     hyps, refs = read_lines(hyp_path), read_lines(ref_path)
-    if len(hyps) != len(refs):
-        raise NmtkdError(f"line counts differ: {hyp_path} has {len(hyps)} lines, {ref_path} has "
-                         f"{len(refs)} lines")
-    results = {**(metadata or {}), **score(hyps, refs, tokenize, chrf_word_order),
+    for path, lines in ((ref_path, refs), *([(src_path, read_lines(src_path))]
+                                            if src_path else [])):
+        if len(lines) != len(hyps):
+            raise NmtkdError(f"line counts differ: {hyp_path} has {len(hyps)} lines, {path} "
+                             f"has {len(lines)} lines")
+    extra = {"runaway": runaway_share(hyps, read_lines(src_path))} if src_path else {}
+    results = {**(metadata or {}), **score(hyps, refs, tokenize, chrf_word_order), **extra,
                "hypotheses": str(hyp_path),
                "references": str(ref_path)}
     with atomic_writer(output) as handle:

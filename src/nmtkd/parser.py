@@ -47,6 +47,10 @@ def non_negative_int(text: str) -> int:
     return bounded(text, int, 0, "a whole number", "0 or more")
 
 
+def non_negative_float(text: str) -> float:
+    return bounded(text, float, 0.0, "a number", "0 or more")
+
+
 def length_ratio(text: str) -> float:
     # longer / shorter is never below 1: a smaller bound would drop every pair
     return bounded(text, float, 1.0, "a number", "at least 1")
@@ -68,6 +72,10 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sentences per batch")
     parser.add_argument("--max-length", type=positive_int, default=256,
                         help="max decoding length")
+    parser.add_argument("--max-len-a", type=non_negative_float, default=0.0,
+                        help="bound each length-sorted batch to A·|x| + B target tokens (|x|: "
+                        "its longest source, in pieces); 0 and 0: --max-length alone")
+    parser.add_argument("--max-len-b", type=non_negative_int, default=0)
     parser.add_argument("--length-penalty", type=float, default=1.0)
     parser.add_argument("--threads", type=positive_int, default=1, help="total CPU threads")
     parser.add_argument("--inter-threads", type=positive_int, default=1,
@@ -232,6 +240,7 @@ def _report_commands(command) -> None:
     p = command("evaluate", "Score hypotheses with sacreBLEU (BLEU, chrF, TER)")
     add_path(p, "--hypotheses", INPUT, required=True)
     add_path(p, "--references", INPUT, required=True)
+    add_path(p, "--source", INPUT, help="the source: adds the share of runaway outputs")
     add_path(p, "--output", OUTPUT, required=True, help="JSON result")
     p.add_argument("--model-name", required=True)
     p.add_argument("--testset", required=True)

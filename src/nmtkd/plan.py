@@ -126,6 +126,12 @@ class Plan:
             return ["--backend", "torch", "--spm", inputs["spm"]]
         return ["--compute-type", self.compute_type(name, quant)]
 
+    def length_bound_arguments(self) -> list[str]:
+        """`nmtkd translate` / `speed` arguments: the source-relative length bound."""
+        decoding = self.config["decoding"]
+        return ["--max-len-a", str(decoding["max_len_a"]),
+                "--max-len-b", str(decoding["max_len_b"])]
+
     def decoder_name(self, quant: str, job: str) -> str:
         torch = self.config[job]["backend"] == "torch" and quant == "float32"
         return "torch beam search" if torch else "CTranslate2"
@@ -333,6 +339,8 @@ class Plan:
                 "bootstrap_samples": self.config["evaluation"]["significance"][
                     "bootstrap_samples"],
                 "beam_size": self.beam, "testsets": self.testsets,
+                "length_bound": "{max_len_a}·|x| + {max_len_b} pieces per batch".format(
+                    **self.config["decoding"]),
                 "speed_testset": self.speed_testset,
                 "models": [self.model_results(name) for name in self.models],
                 "speed_settings": f"beam {speed['beam_size']}, batch {speed['batch_size']}, "

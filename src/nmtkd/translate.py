@@ -27,10 +27,14 @@ class DecodeOptions:
     inter_threads: int = 1
     compute_type: str = "default"
     device: str = "cpu"
+    max_len_a: float = 0.0  # a batch generates at most max_len_a·|x| + max_len_b tokens
+    max_len_b: int = 0  # (|x|: its longest source, in pieces); 0 and 0: max_length alone
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise NmtkdError(f"beam size must be >= 1, got {self.beam_size}")
+        if self.max_len_a < 0 or self.max_len_b < 0:
+            raise NmtkdError("max-len-a and max-len-b must be >= 0")
         labels = {"nbest": "n-best", "batch_size": "batch size", "max_length": "max length",
                   "threads": "threads", "inter_threads": "inter threads"}
         for name, label in labels.items():
@@ -63,17 +67,29 @@ class Hypotheses:
 
 def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, lines: list[str],
                     options: DecodeOptions, progress: bool = True) -> Hypotheses:
+    """Length-sorted batches, each bounded by `length_bound` of its longest source; submitted
+    asynchronously, so that `inter_threads` translator replicas decode batches in parallel."""
+    from nmtkd.decoding import length_bound, sorted_chunks
+
     pieces = tokenizer.encode_pieces(lines)
-    results = translator.translate_iterable(
-        pieces, max_batch_size=options.batch_size, batch_type="examples",
+    chunks = sorted_chunks([len(p) for p in pieces], options.batch_size)
+    pending = [(chunk, translator.translate_batch(
+        [pieces[i] for i in chunk], max_batch_size=options.batch_size,
         beam_size=options.beam_size, num_hypotheses=options.nbest,
-        max_decoding_length=options.max_length, length_penalty=options.length_penalty,
-        return_scores=True)
-    texts, scores = [], []
-    for result in tqdm(results, total=len(lines), desc="translate", unit=" sent",
-                       mininterval=2.0, disable=not progress):
-        texts.append(tokenizer.decode_pieces(result.hypotheses))
-        scores.append(list(result.scores))
+        max_decoding_length=length_bound([len(pieces[i]) for i in chunk], options.max_length,
+                                         options.max_len_a, options.max_len_b),
+        length_penalty=options.length_penalty, return_scores=True, asynchronous=True))
+        for chunk in chunks]
+    texts: list[list[str]] = [[] for _ in lines]
+    scores: list[list[float]] = [[] for _ in lines]
+    with tqdm(total=len(lines), desc="translate", unit=" sent", mininterval=2.0,
+              disable=not progress) as bar:
+        for chunk, results in pending:
+            for index, result in zip(chunk, results, strict=True):
+                found = result.result()
+                texts[index] = tokenizer.decode_pieces(found.hypotheses)
+                scores[index] = list(found.scores)
+            bar.update(len(chunk))
     return Hypotheses(texts, scores)
 
 
@@ -98,7 +114,8 @@ def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions)
     def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
         found = beam_translate_ids(model, tokenizer.encode_ids(lines), settings.batch_size,
                                    settings.beam_size, settings.max_length,
-                                   settings.length_penalty, settings.nbest, device)
+                                   settings.length_penalty, settings.nbest, device,
+                                   max_len=(settings.max_len_a, settings.max_len_b))
         return Hypotheses([tokenizer.decode_ids([h.tokens for h in hyps]) for hyps in found],
                           [[h.score for h in hyps] for hyps in found])
 
