@@ -36,9 +36,12 @@ def matmul_flops(dtype: torch.dtype, size: int = 2048, repeat: int = 10) -> floa
 def linear_flops_per_batch(cfg: ModelConfig, src_tokens: int, tgt_tokens: int) -> float:
     """Forward + backward (3x forward) FLOPs of the linear layers; attention scores excluded."""
     d, f, v = cfg.d_model, cfg.ffn_dim, cfg.vocab_size
+    # weights touched per token (multiply-adds): self-attention Q, K, V, O: 4d²; feed-forward 2df
     encoder = cfg.encoder_layers * (4 * d * d + 2 * d * f)
-    decoder = cfg.decoder_layers * (4 * d * d + 4 * d * d + 2 * d * f) + d * v
-    # cross-attention keys/values are computed per source token
+    # per target token: self-attention 4d², cross-attention query and output 2d², feed-forward
+    # 2df, and the output projection dv
+    decoder = cfg.decoder_layers * (4 * d * d + 2 * d * d + 2 * d * f) + d * v
+    # cross-attention keys and values (2d²) are computed once per source token
     decoder_src = cfg.decoder_layers * 2 * d * d
     return 6 * (encoder * src_tokens + decoder_src * src_tokens + decoder * tgt_tokens)
 
