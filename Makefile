@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/cleaning_length.py
 	$(BIN)/python bench/word_kd_speed.py
 	$(BIN)/python bench/distillation_speed.py
+	$(BIN)/python bench/speed_noise.py
 
 clean-results:
 	rm -rf results .snakemake

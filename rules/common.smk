@@ -66,6 +66,7 @@ wildcard_constraints:
     lang=alternatives([SRC, TGT]),
     model=alternatives(MODELS),
     teacher=alternatives(PLAN.teachers),
+    preset=alternatives(PLAN.speed_groups),
     student=alternatives(PLAN.tested_students),
     corpus=alternatives(["gold", *CORPORA]),
     k="[0-9]+",
@@ -133,3 +134,5 @@ teacher_gpu = lambda wildcards: 1 if teacher_device(wildcards) == "cuda" else 0
 significance_inputs = from_plan("significance_inputs", "student", "testset")
 significance_metadata = from_plan("significance_metadata", "student", "testset", then=quoted)
 evaluation_metadata = from_plan("evaluation_metadata", "quant", "beam", then=quoted)
+speed_inputs = lambda wildcards: [spec["model"] for spec in PLAN.speed_models(
+    wildcards.preset, wildcards.quant).values()]

@@ -57,36 +57,39 @@ rule evaluate_testset:
         " --metadata {params.metadata} {params.scoring} > {log:q} 2>&1"
 
 
-# Threads are fixed by config and equal for every model; on a machine with as many cores as
-# `evaluation.speed.threads`, no other job runs beside a measurement.
+# The models of one preset (architecture) and quantization are timed in one job, interleaved,
+# on the same sentences: their differences are the models', not the machine's moods. Threads
+# are fixed by config; on a machine with as many cores as `evaluation.speed.threads`, no other
+# job runs beside a measurement.
 rule measure_speed:
     input:
-        model=ct2_model,
+        models=speed_inputs,
         src=f"{RESULTS}/data/raw/{SPEED_TESTSET}.{SRC}",
     output:
-        f"{RESULTS}/speed/{{model}}.{{quant}}.json",
+        f"{RESULTS}/speed/{{preset}}.{{quant}}.json",
     params:
+        models=lambda wildcards: quoted(PLAN.speed_models(wildcards.preset, wildcards.quant)),
         beam=SPEED["beam_size"],
         batch_size=SPEED["batch_size"],
         inter_threads=SPEED["inter_threads"],
         repeats=SPEED["repeats"],
+        sentences=SPEED["sentences"],
         max_length=EVAL["max_length"],
-        compute_type=compute_type,
         bound=quoted_args(PLAN.length_bound_arguments()),
     log:
-        f"{LOGS}/measure_speed/{{model}}.{{quant}}.log",
+        f"{LOGS}/measure_speed/{{preset}}.{{quant}}.log",
     benchmark:
-        f"{BENCHMARKS}/measure_speed/{{model}}.{{quant}}.tsv"
+        f"{BENCHMARKS}/measure_speed/{{preset}}.{{quant}}.tsv"
     threads: SPEED["threads"]
     resources:
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["runtime"],
     shell:
-        "nmtkd speed --model {input.model:q} --input {input.src:q} --output {output:q}"
+        "nmtkd speed --models {params.models} --input {input.src:q} --output {output:q}"
         " --beam-size {params.beam} --batch-size {params.batch_size}"
-        " --max-length {params.max_length} {params.bound} --compute-type {params.compute_type}"
+        " --max-length {params.max_length} {params.bound}"
         " --threads {threads} --inter-threads {params.inter_threads}"
-        " --repeats {params.repeats} > {log:q} 2>&1"
+        " --repeats {params.repeats} --sentences {params.sentences} > {log:q} 2>&1"
 
 
 rule top1_agreement:

@@ -351,6 +351,12 @@ CASES = [
     case("speed-output-under-a-regular-file", "speed --model $ct2 --input $src "
          "--output $d/notes.txt/s.json", "$d/notes.txt/s.json: cannot create it",
          regular_file("notes.txt")),
+    case("speed-neither-model-nor-models", "speed --input $src --output $d/s.json",
+         "give either --model (one model) or --models (several)"),
+    case("speed-models-without-a-model-key", 'speed --models {"a":{"dir":"x"}} --input $src '
+         "--output $d/s.json", '--models: expected {"name": {"model": DIR, ...}, ...}'),
+    case("speed-sentences-0", "speed --model $ct2 --input $src --output $d/s.json "
+         "--sentences 0", "argument --sentences: must be at least 1"),
     # evaluate
     case("evaluate-output-is-hypotheses", "evaluate --hypotheses $tgt --references $tgt "
          "--output $tgt --model-name m --testset t", "--output and --hypotheses"),

@@ -106,7 +106,16 @@ def test_comparison_manifest_lists_every_result_file(plan):
         "system": [f"{R}/translations/seq_kd/test_2016_flickr.float32.beam5.de"],
         "baseline": [f"{R}/translations/baseline/test_2016_flickr.float32.beam5.de"],
         "references": f"{R}/data/raw/test_2016_flickr.de"}
-    assert manifest["speed_settings"] == "beam 5, batch 32, 2 threads, one timed run"
+    assert manifest["speed_settings"] == (
+        "beam 5, batch 32, 2 threads, one untimed warm-up pass, then the median of 3 "
+        "interleaved timed run(s) on the first 500 sentences; the models of one preset and "
+        "quantization measured in one job")
+    # the seven students share the student preset: one speed job per quantization
+    assert plan.speed_groups == {"teacher": ["teacher"], "student": list(plan.students)}
+    assert seq_kd["speed"]["int8"] == f"{R}/speed/student.int8.json"
+    assert seq_kd["speed_key"] == "seq_kd"
+    assert plan.speed_models("student", "int8")["word_kd"] == {
+        "model": f"{R}/models/word_kd/ct2_int8", "compute_type": "default"}
 
 
 def with_ct2_only_teacher(folder):

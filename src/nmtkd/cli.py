@@ -145,12 +145,24 @@ def cmd_agreement(args: argparse.Namespace) -> None:
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
-    from nmtkd.speed import measure_speed
+    from nmtkd.speed import measure_speeds
 
-    result = measure_speed(Path(args.model), Path(args.input), Path(args.output),
-                           _decode_options(args), args.repeats)
-    log.info("%.0f target tokens/s, %.1f sentences/s", result["tokens_per_second"],
-             result["sentences_per_second"])
+    if (args.model is None) == (args.models is None):
+        raise NmtkdError("give either --model (one model) or --models (several)")
+    options = _decode_options(args)
+    if args.model is not None:
+        models = {Path(args.model).name: (Path(args.model), options.compute_type)}
+    else:
+        try:
+            models = {name: (Path(spec["model"]), spec.get("compute_type", "default"))
+                      for name, spec in args.models.items()}
+        except (TypeError, KeyError):
+            raise NmtkdError('--models: expected {"name": {"model": DIR, ...}, ...}') from None
+    report = measure_speeds(models, Path(args.input), Path(args.output), options,
+                            args.repeats, args.sentences)
+    for name, result in report["models"].items():
+        log.info("%s: %.0f target tokens/s, %.1f sentences/s (spread %.2f)", name,
+                 result["tokens_per_second"], result["sentences_per_second"], result["spread"])
 
 
 def read_manifest(args: argparse.Namespace) -> dict[str, Any]:

@@ -47,13 +47,23 @@ def directory_megabytes(path: str | None) -> float | None:
     return sum(f.stat().st_size for f in directory.iterdir() if f.is_file()) / MB
 
 
+def model_speed(measured: dict[str, Any] | None, key: str | None) -> dict[str, Any] | None:
+    """A model's entry of a speed file (one measured together with others), or the file."""
+    if measured is None or "models" not in measured:
+        return measured
+    if key not in measured["models"]:
+        raise NmtkdError(f"speed file {measured.get('input', '')}: no entry for {key!r}")
+    return measured["models"][key]
+
+
 def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dict[str, Any]:
     """The flat row of one model on one test set (NaN where a measure does not apply)."""
     evals = model["eval"][testset]
     k1, beam, int8 = (read_json(evals.get(key)) for key in ("k1", "beam", "int8"))
     agreement = read_json(model.get("agreement", {}).get(testset))
     training = read_json(model.get("training"))
-    speed = {quant: read_json(path) for quant, path in model.get("speed", {}).items()}
+    speed = {quant: model_speed(read_json(path), model.get("speed_key"))
+             for quant, path in model.get("speed", {}).items()}
     benchmark_seconds = read_benchmark_seconds(model.get("benchmark"))
     nan = float("nan")
     significance = read_json(model.get("significance", {}).get(testset)) or {}

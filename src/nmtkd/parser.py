@@ -227,12 +227,17 @@ def _decode_commands(command) -> None:
     add_path(p, "--output", OUTPUT, required=True)
     p.add_argument("--metric", default="bleu", choices=["bleu", "chrf"])
 
-    p = command("speed", "Measure CTranslate2 decoding speed on a file")
-    add_path(p, "--model", INPUT, required=True, help="CTranslate2 model directory")
+    p = command("speed", "Measure CTranslate2 decoding speed on a file: a warm-up pass, then "
+                "the median of interleaved timed runs on a fixed subset")
+    add_path(p, "--model", INPUT, help="a CTranslate2 model directory")
+    p.add_argument("--models", type=json_object, help='instead of --model, several measured '
+                   'together: {"name": {"model": DIR, "compute_type": TYPE}, ...}')
     add_path(p, "--input", INPUT, required=True)
     add_path(p, "--output", OUTPUT, required=True, help="JSON result")
-    p.add_argument("--repeats", type=positive_int, default=1,
-                   help="timed runs; the fastest counts")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="timed rounds (each times every model once); the median counts")
+    p.add_argument("--sentences", type=positive_int, default=500,
+                   help="the first N sentences of --input are translated")
     _decode_arguments(p)
 
 

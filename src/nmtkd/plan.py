@@ -126,6 +126,24 @@ class Plan:
             return ["--backend", "torch", "--spm", inputs["spm"]]
         return ["--compute-type", self.compute_type(name, quant)]
 
+    # ---- speed -------------------------------------------------------------------------------
+    @property
+    def speed_groups(self) -> dict[str, list[str]]:
+        """Models measured together: those of one preset (architecture)."""
+        groups: dict[str, list[str]] = {}
+        for name in self.models:
+            groups.setdefault(self.model(name).preset, []).append(name)
+        return groups
+
+    def speed_file(self, preset: str, quant: str) -> str:
+        return f"{self.results}/speed/{preset}.{quant}.json"
+
+    def speed_models(self, preset: str, quant: str) -> dict[str, dict[str, str]]:
+        """`nmtkd speed --models`: each model of a preset, its CT2 directory and compute type."""
+        return {name: {"model": self.ct2_model(name, quant),
+                       "compute_type": self.compute_type(name, quant)}
+                for name in self.speed_groups[preset]}
+
     def length_bound_arguments(self) -> list[str]:
         """`nmtkd translate` / `speed` arguments: the source-relative length bound."""
         decoding = self.config["decoding"]
@@ -314,8 +332,9 @@ class Plan:
             "training": f"{results}/models/{name}/training.json" if model.trained else None,
             "benchmark": self.training_benchmark(name) if model.trained else None,
             "ct2": ct2,
-            "speed": {q: f"{results}/speed/{name}.{q}.json"
+            "speed": {q: self.speed_file(model.preset, q)
                       for q in ("float32", "int8") if q in quants},
+            "speed_key": name,
             "eval": {testset: {
                 "k1": f"{evaluations}/{testset}.float32.beam1.json",
                 "beam": f"{evaluations}/{testset}.float32.beam{self.beam}.json",
@@ -331,9 +350,11 @@ class Plan:
 
     def comparison_manifest(self) -> dict[str, Any]:
         """Every model's result files, for `nmtkd compare`."""
+        from nmtkd.speed import protocol_text
+
         speed = self.config["evaluation"]["speed"]
-        timing = ("one timed run" if speed["repeats"] == 1
-                  else f"fastest of {speed['repeats']} timed runs")
+        timing = (protocol_text(speed["repeats"], speed["sentences"]) + "; the models of one "
+                  "preset and quantization measured in one job")
         return {"experiment": self.experiment, "teacher": self.teacher.name,
                 "baseline": self.baseline, "baseline_student": self.baseline_student,
                 "bootstrap_samples": self.config["evaluation"]["significance"][

@@ -1,9 +1,13 @@
-"""Decoding speed of a CTranslate2 model on CPU: target tokens and sentences per second on a
-test set, with a fixed number of threads, so every model is measured the same way."""
+"""Decoding speed of CTranslate2 models on CPU, measured so that it reflects the model and not
+the machine's noise: the models of one architecture and quantization are measured in one job,
+on the same fixed subset of a test set, each first warmed up by one untimed pass, then timed
+in interleaved rounds (each round times every model once, starting at a different model), and
+each reports the median of its rounds and the spread (slowest ÷ fastest round)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -14,28 +18,62 @@ from nmtkd.textio import atomic_writer, read_lines
 from nmtkd.translate import DecodeOptions, load_translator, translate_lines
 
 
-def measure_speed(model_dir: Path, input_path: Path, output: Path, options: DecodeOptions,
-                  repeats: int = 1) -> dict[str, Any]:
-    """Translate the whole input `repeats` times after a warm-up batch; keep the fastest run."""
+def protocol_text(repeats: int, sentences: int) -> str:
+    return (f"one untimed warm-up pass, then the median of {repeats} interleaved timed "
+            f"run(s) on the first {sentences} sentences")
+
+
+def timed_rounds(jobs: dict[str, Any], lines: list[str], options: DecodeOptions,
+                 repeats: int) -> dict[str, list[float]]:
+    """Seconds per round for each (translator, tokenizer) of `jobs`; round r starts at the
+    r-th model, so no model is always first (or last) after a pause."""
+    names = list(jobs)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            translator, tokenizer = jobs[name]
+            started = time.perf_counter()
+            translate_lines(translator, tokenizer, lines, options, progress=False)
+            seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
+def measure_speeds(models: dict[str, tuple[Path, str]], input_path: Path, output: Path,
+                   options: DecodeOptions, repeats: int = 3,
+                   sentences: int = 500) -> dict[str, Any]:
+    """Measure every model of `models` (name -> (CT2 directory, compute type)) as described
+    above; write and return {"protocol", "options", "models": {name: result}}."""
+    if repeats < 1 or sentences < 1:
+        raise NmtkdError("repeats and sentences must be at least 1")
     options = replace(options, nbest=1)  # speed of the 1-best search
-    lines = read_lines(input_path)
+    lines = read_lines(input_path)[:sentences]
     if not lines:
         raise NmtkdError(f"{input_path}: file is empty")
-    translator, tokenizer = load_translator(model_dir, options)
-    translate_lines(translator, tokenizer, lines[: options.batch_size], options, progress=False)
-    best = None
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
+    jobs = {name: load_translator(directory, replace(options, compute_type=compute_type))
+            for name, (directory, compute_type) in models.items()}
+    tokens = {}
+    for name, (translator, tokenizer) in jobs.items():  # warm-up; fixes the token counts
         hyps = translate_lines(translator, tokenizer, lines, options, progress=False)
-        seconds = time.perf_counter() - started
-        best = seconds if best is None else min(best, seconds)
-    outputs = [texts[0] for texts in hyps.texts]
-    tokens = sum(len(p) + 1 for p in tokenizer.encode_pieces(outputs))  # pieces + </s>
-    size = sum(f.stat().st_size for f in Path(model_dir).iterdir() if f.is_file())
-    result = {"model": str(model_dir), "input": str(input_path), "sentences": len(lines),
-              "target_tokens": tokens, "seconds": best,
-              "tokens_per_second": tokens / best, "sentences_per_second": len(lines) / best,
-              "model_bytes": size, "repeats": repeats, "options": asdict(options)}
+        outputs = [texts[0] for texts in hyps.texts]
+        tokens[name] = sum(len(p) + 1 for p in tokenizer.encode_pieces(outputs))  # + </s>
+    seconds = timed_rounds(jobs, lines, options, repeats)
+    results = {name: speed_record(tokens[name], len(lines), seconds[name], models[name])
+               for name in models}
+    report = {"input": str(input_path), "sentences": len(lines), "repeats": repeats,
+              "protocol": protocol_text(repeats, len(lines)), "options": asdict(options),
+              "models": results}
     with atomic_writer(output) as handle:
-        json.dump(result, handle, indent=2)
-    return result
+        json.dump(report, handle, indent=2)
+    return report
+
+
+def speed_record(tokens: int, sentences: int, seconds: list[float],
+                 model: tuple[Path, str]) -> dict[str, Any]:
+    median = statistics.median(seconds)
+    directory, compute_type = model
+    size = sum(f.stat().st_size for f in Path(directory).iterdir() if f.is_file())
+    return {"model": str(directory), "compute_type": compute_type, "target_tokens": tokens,
+            "seconds": seconds, "median_seconds": median,
+            "tokens_per_second": tokens / median, "sentences_per_second": sentences / median,
+            "spread": max(seconds) / min(seconds), "model_bytes": size}
+

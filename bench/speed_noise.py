@@ -1,0 +1,69 @@
+"""Run-to-run noise of the decoding-speed measurement: the same model measured 5 times with
+the old protocol (a one-batch warm-up, then one timed pass over the whole test set) and with
+the workflow's protocol (a warm-up pass, then the median of 3 timed runs on the first 500
+sentences). Prints each protocol's tokens/s and its max/min ratio; a ratio near 1 means that
+differences between models larger than it are the models', not the machine's.
+
+    python bench/speed_noise.py [--model CT2_DIR] [--measurements 5] [--threads 2]
+
+Without --model, a student-preset model is trained briefly on Multi30k (about 2 min) and
+exported to int8, so that outputs have realistic lengths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import multi30k_lines, train_small_model
+
+from nmtkd.export import export_model
+from nmtkd.speed import measure_speeds
+from nmtkd.textio import write_lines
+from nmtkd.translate import DecodeOptions, load_translator, translate_lines
+
+
+def old_protocol(model: Path, lines: list[str], options: DecodeOptions) -> float:
+    """tokens/s of one timed pass after a one-batch warm-up (the protocol before)."""
+    translator, tokenizer = load_translator(model, options)
+    translate_lines(translator, tokenizer, lines[: options.batch_size], options, progress=False)
+    started = time.perf_counter()
+    hyps = translate_lines(translator, tokenizer, lines, options, progress=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(p) + 1 for p in tokenizer.encode_pieces([t[0] for t in hyps.texts]))
+    return tokens / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a CTranslate2 model directory")
+    parser.add_argument("--measurements", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    options = DecodeOptions(beam_size=5, batch_size=32, max_length=256, threads=args.threads,
+                            max_len_a=1.2, max_len_b=10)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        if model is None:
+            checkpoint, spm_model = train_small_model(tmp)
+            model = tmp / "ct2_int8"
+            export_model(checkpoint, spm_model, model, "int8")
+        lines = multi30k_lines("test_2016_flickr", "en")
+        write_lines(tmp / "test.en", lines)
+        old = [old_protocol(model, lines, options) for _ in range(args.measurements)]
+        new = [measure_speeds({"m": (model, "default")}, tmp / "test.en", tmp / "s.json",
+                              options, repeats=3, sentences=500)["models"]["m"][
+                                  "tokens_per_second"] for _ in range(args.measurements)]
+    print(f"model {model}; {args.threads} threads, beam 5, batch 32; "
+          f"{args.measurements} measurements of the same model each")
+    for label, values in (("old: 1 timed pass of 1000 sentences", old),
+                          ("new: median of 3 runs of 500 sentences", new)):
+        print(f"{label:42} tok/s {min(values):7.0f} .. {max(values):7.0f}   "
+              f"max/min {max(values) / min(values):.3f}")
+
+
+if __name__ == "__main__":
+    main()
