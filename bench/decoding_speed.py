@@ -1,97 +1,99 @@
-"""CTranslate2 decoding throughput against the project's own torch greedy decoding, same model.
+"""CTranslate2 decoding throughput against the project's own torch decoding, same model, same
+conditions: both decoders get the same sentences, the same batch size, the same length bound,
+the same threads, one untimed warm-up pass each, and the median of the same number of timed
+runs. Compared: greedy (torch greedy vs CT2 beam 1) and beam 5 (the torch beam search vs CT2
+beam 5), CT2 in float32 and int8.
 
-    python bench/decoding_speed.py [--checkpoint results/<exp>/models/teacher/model.pt
-                                    --spm results/<exp>/spm/spm.model] [--sentences 500]
+    python bench/decoding_speed.py [--checkpoint model.pt --spm spm.model] [--sentences 500]
 
-Without a checkpoint, a freshly initialised teacher preset is used (speed only).
+Without a checkpoint, a student-preset model is trained briefly on Multi30k (about 2 min) so
+that outputs have realistic lengths (an untrained model decodes every sentence to the bound).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
-import ctranslate2
 import torch
-import yaml
-from common import REPO, multi30k_lines, timed
+from common import multi30k_lines, train_small_model
 
-from nmtkd.checkpoint import load_model, save_model
+from nmtkd.beam_search import beam_translate_ids
+from nmtkd.checkpoint import load_model
 from nmtkd.decoding import greedy_translate_ids
 from nmtkd.export import export_model
-from nmtkd.model import ModelConfig, Transformer
-from nmtkd.spm import Tokenizer, train_spm
-from nmtkd.textio import write_lines
+from nmtkd.spm import Tokenizer
+from nmtkd.translate import DecodeOptions, load_translator, translate_lines
 
 
-def ct2_decode(translator, pieces, beam, batch_size, max_length):
-    results = translator.translate_batch(pieces, beam_size=beam, max_batch_size=batch_size,
-                                         max_decoding_length=max_length)
-    return [r.hypotheses[0] for r in results]
+def median_seconds(run, repeats: int) -> tuple[float, object]:
+    """One untimed warm-up call, then the median wall time of `repeats` calls."""
+    result = run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def torch_runs(model, ids: list[list[int]], options: DecodeOptions) -> dict[int, object]:
+    bound = options.max_length
+    return {
+        1: lambda: greedy_translate_ids(model, ids, options.batch_size, bound),
+        5: lambda: [hyps[0].tokens for hyps in beam_translate_ids(
+            model, ids, options.batch_size, 5, bound, options.length_penalty,
+            progress=False)],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--spm", type=Path)
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-length", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sources = multi30k_lines("test_2016_flickr", "en", args.sentences)
+    # a fixed bound of 100 tokens for all (the torch greedy search has no relative bound)
+    options = DecodeOptions(batch_size=32, max_length=100, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.checkpoint:
             checkpoint, spm_model = args.checkpoint, args.spm
-            model, _ = load_model(checkpoint)
+            described = f"{checkpoint}"
         else:
-            config = yaml.safe_load((REPO / "config.yaml").read_text())
-            train = multi30k_lines("train", "en", 5000) + multi30k_lines("train", "de", 5000)
-            write_lines(tmp / "text", train)
-            spm_model = tmp / "spm.model"
-            train_spm([tmp / "text"], spm_model, config["sentencepiece"]["vocab_size"])
-            model = Transformer(ModelConfig(vocab_size=len(Tokenizer(spm_model)),
-                                            **config["presets"]["teacher"])).eval()
-            checkpoint = tmp / "model.pt"
-            save_model(checkpoint, model)
+            checkpoint, spm_model = train_small_model(tmp)
+            described = "a student-preset model trained for 300 updates on 5000 Multi30k pairs"
+        model, _ = load_model(checkpoint)
         tokenizer = Tokenizer(spm_model)
-        export_model(checkpoint, spm_model, tmp / "ct2", "float32")
-        export_model(checkpoint, spm_model, tmp / "ct2_int8", "int8")
-        ids, pieces = tokenizer.encode_ids(sources), tokenizer.encode_pieces(sources)
-
-        torch_seconds, torch_out = timed(greedy_translate_ids, model, ids, 64, args.max_length)
-        torch_tokens = sum(len(h) + 1 for h in torch_out)
-        print(f"{len(sources)} sentences, {args.threads} threads")
-        print(f"torch greedy (batch 64, kv cache): {torch_tokens / torch_seconds:8.0f} tok/s  "
-              f"{len(sources) / torch_seconds:6.1f} sent/s")
-        best = {}
-        for directory, label in ((tmp / "ct2", "float32"), (tmp / "ct2_int8", "int8")):
-            for inter in (1, 2):
-                intra = max(1, args.threads // inter)
-                translator = ctranslate2.Translator(str(directory), device="cpu",
-                                                    inter_threads=inter, intra_threads=intra)
-                for batch_size in (16, 32, 64):
-                    for beam in (1, 5):
-                        seconds, out = timed(ct2_decode, translator, pieces, beam, batch_size,
-                                             args.max_length, repeat=2)
-                        tokens = sum(len(h) + 1 for h in out)
-                        key = (label, beam)
-                        speed = tokens / seconds
-                        if speed > best.get(key, (0,))[0]:
-                            best[key] = (speed, inter, intra, batch_size, len(sources) / seconds)
-                        if label == "float32" and beam == 1 and inter == 1 and batch_size == 64:
-                            same = sum(
-                                [tokenizer.processor.piece_to_id(p) for p in h] == t
-                                for h, t in zip(out, torch_out, strict=True))
-                            print(f"CT2 float32 greedy output identical to torch: "
-                                  f"{same}/{len(sources)}")
-        for (label, beam), (speed, inter, intra, batch_size, sents) in sorted(best.items()):
-            ratio = speed / (torch_tokens / torch_seconds)
-            print(f"CT2 {label:7} beam {beam}: {speed:8.0f} tok/s {sents:6.1f} sent/s "
-                  f"(inter {inter}, intra {intra}, batch {batch_size}) "
-                  f"= {ratio:5.1f}x torch greedy")
+        ids = tokenizer.encode_ids(sources)
+        print(f"model: {described}; {len(sources)} sentences, {args.threads} threads, batch "
+              f"{options.batch_size}, at most 100 tokens, median of {args.repeats} "
+              "runs after a warm-up")
+        torch_speed = {}
+        for beam, run in torch_runs(model, ids, options).items():
+            seconds, out = median_seconds(run, args.repeats)
+            torch_speed[beam] = sum(len(h) + 1 for h in out) / seconds
+            print(f"torch {'greedy' if beam == 1 else 'beam 5'}: {torch_speed[beam]:8.0f} tok/s")
+        for quant in ("float32", "int8"):
+            export_model(checkpoint, spm_model, tmp / f"ct2_{quant}", quant)
+            translator, ct2_tokenizer = load_translator(tmp / f"ct2_{quant}", options)
+            for beam in (1, 5):
+                settings = replace(options, beam_size=beam)
+                seconds, hyps = median_seconds(
+                    lambda s=settings, t=translator, k=ct2_tokenizer: translate_lines(
+                        t, k, sources, s, progress=False), args.repeats)
+                outputs = [texts[0] for texts in hyps.texts]
+                speed = sum(len(p) + 1 for p in tokenizer.encode_pieces(outputs)) / seconds
+                print(f"CT2 {quant:7} beam {beam}: {speed:8.0f} tok/s = "
+                      f"{speed / torch_speed[beam]:4.1f}x torch")
 
 
 if __name__ == "__main__":
