@@ -165,7 +165,6 @@ def _train_command(command) -> None:
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
 
 
-
 def _model_commands(command) -> None:
     p = command("teacher-signals", "Run the teacher over a training corpus (teacher forcing) "
                 "and store its top-k ids and logits per target token, memory-mapped")
