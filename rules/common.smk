@@ -109,7 +109,6 @@ fetch_arguments = from_plan("fetch_arguments", "split", then=quoted_args)
 encode_input = from_plan("encode_input", "encoded_split", "lang")
 torch_checkpoint = from_plan("torch_checkpoint", "model")
 ct2_model = from_plan("ct2_model", "model", "quant")
-compute_type = from_plan("compute_type", "model", "quant")
 evaluation_decoder = lambda wildcards: PLAN.decoder_inputs(wildcards.model, wildcards.quant,
                                                            "evaluation")
 evaluation_decoder_arguments = lambda wildcards: quoted_args(

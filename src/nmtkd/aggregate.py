@@ -23,11 +23,17 @@ def summarise(frame: pd.DataFrame, baseline: str | None, teacher: str) -> pd.Dat
     stds = grouped[list(MEAN_STD)].std(ddof=1).add_suffix("_std")
     summary = pd.concat([grouped[list(DESCRIPTIVE)].first(), grouped[numeric].mean(), stds,
                          grouped.size().rename("seeds")], axis=1).reset_index()
-    add_deltas(summary, baseline)
-    summary["int8_bleu_drop"] = summary["bleu_beam"] - summary["bleu_beam_int8"]
-    teacher_speed = summary.loc[summary["student"] == teacher, "tok_s_int8"].iloc[0]
-    summary["speedup_int8"] = summary["tok_s_int8"] / teacher_speed
+    add_derived(summary, baseline, teacher)
     return summary
+
+
+def add_derived(table: pd.DataFrame, baseline: str | None, teacher: str) -> None:
+    """The columns computed from others, per run or per student: Δ against the baseline, the
+    int8 BLEU drop, and the int8 speed-up over the teacher."""
+    add_deltas(table, baseline)
+    table["int8_bleu_drop"] = table["bleu_beam"] - table["bleu_beam_int8"]
+    teacher_speed = table.loc[table["student"] == teacher, "tok_s_int8"].iloc[0]
+    table["speedup_int8"] = table["tok_s_int8"] / teacher_speed
 
 
 def add_deltas(table: pd.DataFrame, baseline: str | None) -> None:

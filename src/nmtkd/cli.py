@@ -246,7 +246,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_significance(args: argparse.Namespace) -> None:
-    from nmtkd.significance import Scoring, significance_files
+    from nmtkd.evaluate import Scoring
+    from nmtkd.significance import significance_files
 
     result = significance_files([Path(p) for p in args.system], [Path(p) for p in args.baseline],
                                 Path(args.references), Path(args.output), args.metadata or {},

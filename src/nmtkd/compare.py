@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from nmtkd.aggregate import add_deltas, printed, summarise
+from nmtkd.aggregate import add_derived, printed, summarise
 from nmtkd.errors import NmtkdError
 from nmtkd.textio import atomic_path, atomic_writer
 
@@ -115,10 +115,7 @@ def build_frame(manifest: dict[str, Any]) -> pd.DataFrame:
     rows = [model_record(model, testset, manifest["speed_testset"])
             for model in manifest["models"] for testset in manifest["testsets"]]
     frame = pd.DataFrame.from_records(rows)
-    add_deltas(frame, baseline)
-    frame["int8_bleu_drop"] = frame["bleu_beam"] - frame["bleu_beam_int8"]
-    teacher_speed = frame.loc[frame["model"] == teacher, "tok_s_int8"].iloc[0]
-    frame["speedup_int8"] = frame["tok_s_int8"] / teacher_speed
+    add_derived(frame, baseline, teacher)
     return frame
 
 

@@ -41,13 +41,7 @@ class DistContext:
         return values
 
     def sum(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        device = (torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl"
-                  else torch.device("cpu"))
-        tensor = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(tensor)
-        return float(tensor.item())
+        return self.sum_values({"value": value})["value"]
 
     def sum_values(self, values: dict[str, float]) -> dict[str, float]:
         """Each value summed over the ranks (one collective; keys the same on every rank)."""

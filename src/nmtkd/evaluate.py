@@ -7,6 +7,7 @@ is chosen by the target language (`default_tokenize`)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,32 @@ def default_tokenize(target_language: str) -> str:
     return LANGUAGE_TOKENIZERS.get(target_language, "13a")
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How BLEU tokenizes and which chrF (chrF++ with word order 2) a score uses: the same for
+    the evaluations and the significance tests."""
+
+    tokenize: str = "13a"
+    chrf_word_order: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tokenize not in TOKENIZERS:
+            raise NmtkdError(f"unknown BLEU tokenizer {self.tokenize!r} (known: "
+                             f"{', '.join(TOKENIZERS)})")
+
+    def metrics(self) -> dict[str, Any]:
+        return {"bleu": BLEU(tokenize=self.tokenize),
+                "chrf": CHRF(word_order=self.chrf_word_order)}
+
+
 def score(hypotheses: list[str], references: list[str], tokenize: str = "13a",
           chrf_word_order: int = 0) -> dict[str, Any]:
     """BLEU with `tokenize`, chrF (chrF++ with word order 2) and TER, with signatures."""
     if len(hypotheses) != len(references):
         raise NmtkdError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    if tokenize not in TOKENIZERS:
-        raise NmtkdError(f"unknown BLEU tokenizer {tokenize!r} (known: {', '.join(TOKENIZERS)})")
     results: dict[str, Any] = {"sentences": len(hypotheses)}
-    metrics = (("bleu", BLEU(tokenize=tokenize)), ("chrf", CHRF(word_order=chrf_word_order)),
-               ("ter", TER()))
-    for name, metric in metrics:
+    metrics = {**Scoring(tokenize, chrf_word_order).metrics(), "ter": TER()}
+    for name, metric in metrics.items():
         result = metric.corpus_score(hypotheses, [references])
         results[name] = round(result.score, 2)
         results[f"{name}_signature"] = str(metric.get_signature())
@@ -49,12 +65,12 @@ def evaluate_files(hyp_path: Path, ref_path: Path, output: Path,
     from nmtkd.runaway import runaway_share
 
     hyps, refs = read_lines(hyp_path), read_lines(ref_path)
-    for path, lines in ((ref_path, refs), *([(src_path, read_lines(src_path))]
-                                            if src_path else [])):
-        if len(lines) != len(hyps):
+    sources = read_lines(src_path) if src_path else None
+    for path, lines in ((ref_path, refs), (src_path, sources)):
+        if lines is not None and len(lines) != len(hyps):
             raise NmtkdError(f"line counts differ: {hyp_path} has {len(hyps)} lines, {path} "
                              f"has {len(lines)} lines")
-    extra = {"runaway": runaway_share(hyps, read_lines(src_path))} if src_path else {}
+    extra = {"runaway": runaway_share(hyps, sources)} if sources is not None else {}
     results = {**(metadata or {}), **score(hyps, refs, tokenize, chrf_word_order), **extra,
                "hypotheses": str(hyp_path),
                "references": str(ref_path)}

@@ -9,7 +9,6 @@ A location is one of
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from nmtkd.errors import NmtkdError
 from nmtkd.safepaths import temporary_folder
-from nmtkd.textio import atomic_path, open_binary
+from nmtkd.textio import atomic_path, open_binary, sha256_files
 
 MIRROR_ENV = "NMTKD_DATA_MIRROR"
 SACREBLEU_PREFIX = "sacrebleu:"
@@ -50,17 +49,12 @@ def is_url(location: str) -> bool:
     return urllib.parse.urlparse(location).scheme in {"http", "https", "ftp"}
 
 
-def sha256sum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_sha256(path: Path, expected: str | None, origin: str) -> None:
-    if expected and sha256sum(path) != expected.lower():
-        raise NmtkdError(f"{origin}: sha256 mismatch (expected {expected}, got {sha256sum(path)})")
+    if not expected:
+        return
+    found = sha256_files(path)
+    if found != expected.lower():
+        raise NmtkdError(f"{origin}: sha256 mismatch (expected {expected}, got {found})")
 
 
 def parse_sacrebleu_location(location: str, side: str, langpair: str | None) -> tuple[str, str]:

@@ -7,7 +7,6 @@ schema cannot express live here (and in nmtkd.plan_checks), once, each failing w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS
@@ -88,12 +87,8 @@ class Plan:
     def spm_model(self) -> str:
         """The SentencePiece model of the run (every model shares it): an existing teacher's,
         else the one trained on the gold data."""
-        for teacher in self.teachers.values():
-            if "spm" in teacher.existing:
-                return teacher.existing["spm"]
-            if "ct2_model" in teacher.existing:
-                return str(Path(teacher.existing["ct2_model"]) / "spm.model")
-        return f"{self.results}/spm/spm.model"
+        given = [t.spm_file for t in self.teachers.values() if t.spm_file is not None]
+        return given[0] if given else f"{self.results}/spm/spm.model"
 
     def torch_checkpoint(self, name: str) -> str:
         existing = self.model(name).existing
@@ -111,19 +106,22 @@ class Plan:
             return quant
         return "default"
 
+    def decodes_with_torch(self, quant: str, job: str) -> bool:
+        """Whether a decoding job (`job`: evaluation or distill) runs the torch beam search:
+        its backend is torch and the output float32 (quantized models are CTranslate2's)."""
+        return self.config[job]["backend"] == "torch" and quant == "float32"
+
     def decoder_inputs(self, name: str, quant: str, job: str) -> dict[str, str]:
-        """The model files a decoding job (`job`: evaluation or distill) reads: the torch
-        checkpoint and SentencePiece model for the torch backend (float32 only), else the
-        CTranslate2 directory."""
-        if self.config[job]["backend"] == "torch" and quant == "float32":
+        """The model files a decoding job reads: the torch checkpoint and SentencePiece model
+        for the torch beam search, else the CTranslate2 directory."""
+        if self.decodes_with_torch(quant, job):
             return {"model": self.torch_checkpoint(name), "spm": self.spm_model()}
         return {"model": self.ct2_model(name, quant)}
 
     def decoder_arguments(self, name: str, quant: str, job: str) -> list[str]:
         """`nmtkd translate` arguments choosing the backend (see `decoder_inputs`)."""
-        inputs = self.decoder_inputs(name, quant, job)
-        if "spm" in inputs:
-            return ["--backend", "torch", "--spm", inputs["spm"]]
+        if self.decodes_with_torch(quant, job):
+            return ["--backend", "torch", "--spm", self.spm_model()]
         return ["--compute-type", self.compute_type(name, quant)]
 
     # ---- speed -------------------------------------------------------------------------------
@@ -151,8 +149,7 @@ class Plan:
                 "--max-len-b", str(decoding["max_len_b"])]
 
     def decoder_name(self, quant: str, job: str) -> str:
-        torch = self.config[job]["backend"] == "torch" and quant == "float32"
-        return "torch beam search" if torch else "CTranslate2"
+        return "torch beam search" if self.decodes_with_torch(quant, job) else "CTranslate2"
 
     def signals_inputs(self, teacher: str, corpus: str) -> dict[str, str]:
         """What the teacher-signals job reads: the teacher and a corpus."""

@@ -65,21 +65,11 @@ def check_teachers(config: dict[str, Any], teachers: dict[str, ModelPlan]) -> No
         if config["evaluation"]["max_length"] >= teacher.max_positions:
             raise ConfigError("evaluation.max_length", f"must be below the max_positions of "
                               f"teacher {teacher.name!r} ({teacher.max_positions})")
-        spm = teacher.existing.get("spm") or teacher.existing.get("ct2_model")
-        if spm and spm_owner and not same_spm(spm_owner, teacher):
+        spm = teacher.spm_file
+        if spm and spm_owner and Path(spm).read_bytes() != Path(spm_owner.spm_file).read_bytes():
             raise ConfigError(f"{teacher.key}.existing", "its SentencePiece model differs "
                               f"from that of {spm_owner.key}; the models of a run share one")
         spm_owner = spm_owner or (teacher if spm else None)
-
-
-def spm_file(teacher: ModelPlan) -> Path:
-    if "spm" in teacher.existing:
-        return Path(teacher.existing["spm"])
-    return Path(teacher.existing["ct2_model"]) / "spm.model"
-
-
-def same_spm(first: ModelPlan, second: ModelPlan) -> bool:
-    return spm_file(first).read_bytes() == spm_file(second).read_bytes()
 
 
 def check_existing_teacher(teacher: ModelPlan) -> None:

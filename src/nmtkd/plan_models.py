@@ -4,6 +4,7 @@ merged trainer settings, losses with their defaults, corpora, resources)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from nmtkd.configfiles import deep_merge
@@ -54,6 +55,16 @@ class ModelPlan:
     def ct2_only(self) -> bool:
         """A teacher given only as a CTranslate2 model (no torch checkpoint)."""
         return "ct2_model" in self.existing and "checkpoint" not in self.existing
+
+    @property
+    def spm_file(self) -> str | None:
+        """The SentencePiece model an existing teacher brings: given beside its checkpoint, or
+        inside its CTranslate2 directory; None for a model trained here."""
+        if "spm" in self.existing:
+            return self.existing["spm"]
+        if "ct2_model" in self.existing:
+            return str(Path(self.existing["ct2_model"]) / "spm.model")
+        return None
 
     @property
     def trained(self) -> bool:

@@ -11,15 +11,14 @@ seeds' outputs, not in one lucky run.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from nmtkd.errors import NmtkdError
+from nmtkd.evaluate import Scoring
 from nmtkd.textio import atomic_writer, read_lines
 
 PROTOCOL = ("run i of the system paired with run i mod B of the baseline's B runs; pairs "
@@ -38,18 +37,6 @@ def pooled(system_runs: list[list[str]], baseline_runs: list[list[str]],
         baseline += baseline_runs[index % len(baseline_runs)]
         refs += references
     return system, baseline, refs
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """How BLEU tokenizes and which chrF (chrF++ with word order 2) the tests use."""
-
-    tokenize: str = "13a"
-    chrf_word_order: int = 0
-
-    def metrics(self) -> dict[str, Any]:
-        return {"bleu": BLEU(tokenize=self.tokenize),
-                "chrf": CHRF(word_order=self.chrf_word_order)}
 
 
 def bootstrap_test(system: list[str], baseline: list[str], references: list[str],
@@ -103,7 +90,8 @@ def randomisation_test(system: list[str], baseline: list[str], references: list[
 
 def significance(system_runs: list[list[str]], baseline_runs: list[list[str]],
                  references: list[str], bootstrap_samples: int = 1000, ar_trials: int = 1000,
-                 scoring: Scoring = Scoring()) -> dict[str, Any]:
+                 scoring: Scoring | None = None) -> dict[str, Any]:
+    scoring = scoring or Scoring()
     system, baseline, refs = pooled(system_runs, baseline_runs, references)
     result: dict[str, Any] = {"runs": len(system_runs), "baseline_runs": len(baseline_runs),
                               "sentences": len(references), "protocol": PROTOCOL}

@@ -13,7 +13,6 @@ resume) maps the lines it trains on to rows without recomputing anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,14 @@ from tqdm import tqdm
 from nmtkd.batching import ParallelData, token_batches
 from nmtkd.errors import NmtkdError
 from nmtkd.model import Transformer
+from nmtkd.textio import sha256_files
 
 FORMAT = 1
 
 
 def files_sha256(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with Path(path).open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    """The short checksum of a corpus's files, the signals' fingerprint of their corpus."""
+    return sha256_files(*paths)[:16]
 
 
 def row_offsets(lengths: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,19 @@ from nmtkd.errors import NmtkdError
 from nmtkd.safepaths import atomic_path, atomic_paths
 
 __all__ = ["atomic_path", "atomic_paths", "atomic_writer", "iter_lines", "read_lines"]
+
+
+def sha256_files(*paths: str | Path) -> str:
+    """The SHA-256 (hex) of the files' bytes in order, a NUL byte between two files (one
+    file: its plain checksum), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    for index, path in enumerate(paths):
+        if index:
+            digest.update(b"\0")
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def open_binary(path: str | Path) -> IO[bytes]:

@@ -472,7 +472,7 @@ class Trainer:
 
     def recent_train_terms(self, updates: int = 100) -> dict[str, float]:
         """The loss and each criterion term per target token over the last `updates` updates
-        (token-weighted), from the log."""
+        (token-weighted), from the log; exp of its `nll` is the training perplexity."""
         path = self.workdir / "train_log.jsonl"
         if not path.is_file():
             return {}
@@ -485,10 +485,6 @@ class Trainer:
         return {name.removeprefix("train_"): sum(r.get(name, 0.0) * r["tokens"] for r in steps)
                 / tokens for name in sorted(names)}
 
-    def recent_train_ppl(self, updates: int = 100) -> float | None:
-        """Training perplexity over the last `updates` updates (token-weighted), from the log."""
-        nll = self.recent_train_terms(updates).get("nll")
-        return None if nll is None else math.exp(min(nll, 50))
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
@@ -517,6 +513,7 @@ class Trainer:
             return None
         model, description, record = self.final_model()
         state = self.state
+        terms = self.recent_train_terms()  # the last 100 updates, per target token
         batches_per_epoch = max(1, len(self.epoch_batches(state.epoch)))
         summary = {
             "parameters": count_parameters(model),
@@ -527,9 +524,9 @@ class Trainer:
             "target_tokens_per_second": state.target_tokens / max(state.seconds, 1e-9),
             "final_model": description,
             "final_valid": record,
-            "train_ppl": self.recent_train_ppl(),
+            "train_ppl": math.exp(min(terms["nll"], 50)) if "nll" in terms else None,
             "criterion": self.criterion.name,
-            "train_terms": self.recent_train_terms(),
+            "train_terms": terms,
             "best_update": state.best_update,
             "history": state.history,
             "stop_reason": state.stop_reason,

@@ -3,7 +3,6 @@ then the trainer. Also `nmtkd teacher-signals`, which prepares what top-k criter
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS, Criterion, build_crit
 from nmtkd.errors import NmtkdError
 from nmtkd.model import ModelConfig
 from nmtkd.spm import Tokenizer
-from nmtkd.textio import read_lines
+from nmtkd.textio import read_lines, sha256_files
 from nmtkd.trainer import TrainConfig, Trainer, resolve_device
 
 log = logging.getLogger("nmtkd")
@@ -39,13 +38,10 @@ class TrainingFiles:
 
 
 def file_sha256(path: Path) -> str:
+    """A model file's short checksum, part of a run's identity."""
     if not path.is_file():
         raise NmtkdError(f"{path}: file not found")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_files(path)[:16]
 
 
 def read_settings(settings: dict[str, Any], tokenizer: Tokenizer) -> tuple[TrainConfig,

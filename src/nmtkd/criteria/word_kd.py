@@ -26,6 +26,7 @@ from nmtkd.criteria.base import (
 from nmtkd.criteria.nll import LabelSmoothedNLL
 from nmtkd.criteria.registry import register
 from nmtkd.errors import NmtkdError
+from nmtkd.spm import PAD_ID
 
 
 @register
@@ -73,7 +74,7 @@ class WordKD(Criterion):
         base = self.nll.from_log_probs(log_probs, batch)
         if self.alpha == 0.0:
             return base
-        non_pad = batch.target_out != 0
+        non_pad = batch.target_out != PAD_ID
         student_log_p = log_probs if self.temperature == 1.0 else None
         if self.topk:
             distill = self._topk_term(logits, batch, non_pad, student_log_p)
