@@ -5,6 +5,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# `snakemake --report report.html`: the tables and plots, with this description on top
+report: "docs/report/workflow.rst"
+
+
 # config.yaml, then any --configfile on top (read and checked in rules/common.smk)
 include: "rules/common.smk"
 
@@ -25,6 +29,7 @@ localrules:
     significance,
     teacher_table,
     comparison_tables,
+    plots,
 
 
 include: "rules/config.smk"
@@ -44,5 +49,6 @@ rule all:
         f"{RESULTS}/config.yaml",
         f"{RESULTS}/tables/teacher.md",
         f"{RESULTS}/tables/comparison.md",
+        PLAN.plot_files("png"),
         PLAN.teacher_exports(),
     default_target: True

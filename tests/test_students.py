@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -362,6 +364,42 @@ def test_gpu_config_plans_a_transformer_base_teacher_on_cuda(tmp_path):
 
 
 # ---- the whole chain -----------------------------------------------------------------------------
+# ---- the whole chain -----------------------------------------------------------------------------
+PLOTS = {"bleu_speed_float32": "Pareto front", "bleu_speed_int8": "quantized models",
+         "bleu_size": "size on disk", "validation_curves": "counts its own updates",
+         "agreement_bleu": "rising together"}
+
+
+class TagCounter(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = Counter()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] += 1
+
+
+def assert_report_renders(workdir, config):
+    """The plots under results/<experiment>/plots/, and `snakemake --report` embedding them,
+    the comparison page and every caption in a page that parses as HTML."""
+    plots = workdir / "results/tiny/plots"
+    for name in PLOTS:
+        assert (plots / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert "word_kd" in (plots / f"{name}.svg").read_text()
+    report = workdir / "report.html"
+    run_snakemake(workdir, config, "--report", str(report), write=False)
+    page = report.read_text()
+    parser = TagCounter()
+    parser.feed(page)
+    assert parser.tags["html"] == 1 and parser.tags["body"] == 1 and parser.tags["script"] > 0
+    for name, caption_words in PLOTS.items():
+        assert f"{name}.png" in page and caption_words in page, name
+    assert page.count("iVBORw0KGgo") >= len(PLOTS)  # each PNG embedded (base64 of its header)
+    assert "comparison.html" in page and "seqkd_seqinter_wordkd" in page
+    assert "Comparison: tiny" in page and "(en → de)" in page  # the description, rendered
+
+
+
 @pytest.mark.e2e
 def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
     require_multi30k()
@@ -405,6 +443,7 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
     summary = json.loads((tmp_path / "results/tiny/models/seqkd_seqinter/training.json")
                          .read_text())
     assert summary["updates"] == 40  # fine-tuning ran its own schedule
+    assert_report_renders(tmp_path, config)
     # rerun only the report
     before = (tables / "comparison.csv").stat().st_mtime_ns
     rerun = run_snakemake(tmp_path, config, "--cores", "2", "results/tiny/tables/comparison.md",

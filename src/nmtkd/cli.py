@@ -165,19 +165,39 @@ def cmd_speed(args: argparse.Namespace) -> None:
                  result["tokens_per_second"], result["sentences_per_second"], result["spread"])
 
 
+def saved_plan(path: str) -> Any:
+    """The plan of a run's saved config (results/<experiment>/config.yaml)."""
+    from nmtkd.configfiles import load_yaml, schema_error
+    from nmtkd.plan import build_plan
+
+    config = load_yaml(path)
+    problem = schema_error(config, default_schema())
+    if problem:
+        raise NmtkdError(f"{path}: {problem}")
+    return build_plan(config)
+
+
+def cmd_plots(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from nmtkd.plots import write_plots
+
+    plan = saved_plan(args.config)
+    try:
+        frame = pd.read_csv(args.comparison)
+    except (OSError, ValueError) as error:
+        raise NmtkdError(f"{args.comparison}: cannot read the comparison ({error})") from None
+    write_plots(frame, plan.training_summaries(), plan.plot_context(),
+                [Path(p) for p in args.outputs])
+    log.info("wrote %s", ", ".join(args.outputs))
+
+
 def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
     """The comparison manifest: from a saved config's plan, or given as JSON or a JSON file."""
     if (args.config is None) == (args.manifest is None):
         raise NmtkdError("give either --config (a run's saved config) or --manifest")
     if args.config is not None:
-        from nmtkd.configfiles import load_yaml, schema_error
-        from nmtkd.plan import build_plan
-
-        config = load_yaml(args.config)
-        problem = schema_error(config, default_schema())
-        if problem:
-            raise NmtkdError(f"{args.config}: {problem}")
-        return build_plan(config).comparison_manifest()
+        return saved_plan(args.config).comparison_manifest()
     text = args.manifest
     if not text.lstrip().startswith("{"):  # a file name
         try:
@@ -200,12 +220,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from nmtkd.textio import atomic_paths
 
     manifest = read_manifest(args)
-    with atomic_paths([args.markdown, args.csv, args.latex]) as outputs:
+    targets = [args.markdown, args.csv, args.latex] + ([args.html] if args.html else [])
+    with atomic_paths(targets) as outputs:
         try:
             write_comparison(manifest, *outputs)
         except (KeyError, TypeError, IndexError) as error:
             raise NmtkdError(f"--manifest: malformed ({type(error).__name__}: {error})") from None
-    log.info("wrote %s, %s, %s", args.markdown, args.csv, args.latex)
+    log.info("wrote %s", ", ".join(targets))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -334,7 +355,8 @@ HANDLERS = {
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "significance": cmd_significance,
     "agreement": cmd_agreement, "report": cmd_report,
-    "compare": cmd_compare, "check-config": cmd_check_config, "write-config": cmd_write_config,
+    "compare": cmd_compare, "plots": cmd_plots, "check-config": cmd_check_config,
+    "write-config": cmd_write_config,
 }
 
 

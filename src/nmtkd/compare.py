@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -221,11 +222,31 @@ def latex(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) 
     return "\n".join(parts) + signatures + "\n"
 
 
+def html(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+    """The Markdown page's tables as one HTML page (the report shows it as it is)."""
+    testsets, beam = manifest["testsets"], manifest["beam_size"]
+    tables = [("Overview", overview(summary, testsets, beam))] + [
+        (testset, display(summary[summary["testset"] == testset], beam)) for testset in testsets]
+    parts = [f"<h1>Comparison: {escape(manifest.get('experiment', ''))}</h1>",
+             f"<p>{escape(table_notes(manifest))}</p>"]
+    for title, table in tables:
+        parts += [f"<h2>{escape(title)}</h2>",
+                  table.to_html(index=False, na_rep="", float_format="{:.2f}".format)]
+    parts += [f"<p>{escape(line.strip())}</p>" for line in signature_lines(frame)]
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Comparison</title>"
+            "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+            f"</style></head><body>\n{body}\n</body></html>\n")
+
+
 def write_comparison(manifest: dict[str, Any], md_path: Path, csv_path: Path,
-                     tex_path: Path) -> pd.DataFrame:
-    """The tables (Markdown, LaTeX: one row per student) and the CSV (one row per run)."""
+                     tex_path: Path, html_path: Path | None = None) -> pd.DataFrame:
+    """The tables (Markdown, LaTeX, HTML: one row per student) and the CSV (one row per run)."""
     frame = build_frame(manifest)
     summary = summarise(frame, manifest.get("baseline_student"), manifest["teacher"])
+    if html_path is not None:
+        with atomic_writer(html_path) as handle:
+            handle.write(html(summary, frame, manifest))
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     with atomic_writer(tex_path) as handle:

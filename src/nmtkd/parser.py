@@ -286,6 +286,15 @@ def _report_commands(command) -> None:
     add_path(p, "--markdown", OUTPUT, required=True)
     add_path(p, "--csv", OUTPUT, required=True)
     add_path(p, "--latex", OUTPUT, required=True)
+    add_path(p, "--html", OUTPUT, help="the same tables as an HTML page (for the report)")
+
+    p = command("plots", "Draw the comparison's plots (PNG or SVG by file name): "
+                "bleu_speed_float32, bleu_speed_int8, bleu_size, validation_curves, "
+                "agreement_bleu")
+    add_path(p, "--config", INPUT, required=True, help="the run's saved config (its models' "
+             "training summaries)")
+    add_path(p, "--comparison", INPUT, required=True, help="tables/comparison.csv")
+    add_path(p, "--outputs", OUTPUT, nargs="+", required=True, help="<plot>.png or <plot>.svg")
 
     p = command("check-config", "Check config files as the workflow reads them (the first, "
                 "then each on top): YAML syntax and duplicate keys with line numbers, data "

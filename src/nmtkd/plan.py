@@ -364,6 +364,24 @@ class Plan:
                 "speed_settings": f"beam {speed['beam_size']}, batch {speed['batch_size']}, "
                                   f"{speed['threads']} threads, {timing}"}
 
+    # ---- plots -----------------------------------------------------------------------------------
+    def plot_files(self, fmt: str) -> list[str]:
+        """The plots of the comparison (`results/<experiment>/plots/<plot>.<fmt>`): BLEU against
+        speed per exported quantization, against size, validation curves, TA against BLEU."""
+        quants = self.config["export"]["quantizations"]
+        names = [f"bleu_speed_{q}" for q in ("float32", "int8") if q in quants]
+        names += ["bleu_size", "validation_curves", "agreement_bleu"]
+        return [f"{self.results}/plots/{name}.{fmt}" for name in names]
+
+    def training_summaries(self) -> dict[str, str]:
+        """Each trained run's `training.json` (its validation history), by run name."""
+        return {name: f"{self.results}/models/{name}/training.json"
+                for name in self.models if self.model(name).trained}
+
+    def plot_context(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "teacher": self.teacher.name, "beam": self.beam,
+                "speed_testset": self.speed_testset}
+
     def comparison_inputs(self) -> list[str]:
         """Every file of this experiment the manifest names (directories included)."""
         files: list[str] = []

@@ -1,0 +1,172 @@
+"""Plots of an experiment's comparison (matplotlib, no display needed): BLEU against decoding
+speed with the Pareto front marked, BLEU against parameters and size on disk, every model's
+validation BLEU and loss against updates, Top-1 Agreement against BLEU. Each plot is rendered
+in the format its file name asks for (PNG or SVG)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: render to files only
+# SVG text stays text (searchable, editable in a paper), and ids are stable across reruns
+matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "nmtkd"})
+
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from nmtkd.errors import NmtkdError  # noqa: E402
+from nmtkd.safepaths import atomic_paths  # noqa: E402
+
+FORMATS = ("png", "svg")
+QUANT_LABEL = {"float32": "float32", "int8": "int8"}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (as fast or faster and as good or better,
+    strictly in one), ordered by speed. Points with a NaN coordinate are never on it."""
+    valid = [i for i, (x, y) in enumerate(points) if not (math.isnan(x) or math.isnan(y))]
+
+    def dominated(i: int) -> bool:
+        xi, yi = points[i]
+        return any(points[j][0] >= xi and points[j][1] >= yi and points[j] != points[i]
+                   for j in valid)
+
+    return sorted((i for i in valid if not dominated(i)), key=lambda i: points[i][0])
+
+
+def student_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per student, in the comparison's order: each run's values averaged over the
+    test sets, then mean and sample standard deviation (`*_std`, 0 for one run) over runs."""
+    per_run = frame.groupby(["student", "model"], sort=False).agg(
+        bleu_beam=("bleu_beam", "mean"), bleu_beam_int8=("bleu_beam_int8", "mean"),
+        top1_agreement=("top1_agreement", "mean"), tok_s_float32=("tok_s_float32", "first"),
+        tok_s_int8=("tok_s_int8", "first"), params=("params", "first"),
+        size_float32_mb=("size_float32_mb", "first"), size_int8_mb=("size_int8_mb", "first"))
+    grouped = per_run.groupby(level="student", sort=False)
+    stds = grouped.std(ddof=1).fillna(0.0).add_suffix("_std")
+    return pd.concat([grouped.mean(), stds, grouped.size().rename("runs")], axis=1)
+
+
+def _labelled_points(axes: plt.Axes, x: pd.Series, y: pd.Series, yerr: pd.Series,
+                     **style: Any) -> None:
+    """Points with their seed spread as error bars, each labelled with its student's name."""
+    shown = ~(x.isna() | y.isna())
+    axes.errorbar(x[shown], y[shown], yerr=yerr[shown], fmt="o", capsize=3, **style)
+    for name in x[shown].index:
+        axes.annotate(name, (x[name], y[name]), textcoords="offset points", xytext=(4, 4),
+                      fontsize=8)
+
+
+def bleu_speed(summary: pd.DataFrame, quant: str, context: dict[str, Any]) -> Figure:
+    bleu = "bleu_beam" if quant == "float32" else "bleu_beam_int8"
+    speed, score = summary[f"tok_s_{quant}"], summary[bleu]
+    figure, axes = plt.subplots(figsize=(7, 5))
+    _labelled_points(axes, speed, score, summary[f"{bleu}_std"], color="tab:blue")
+    front = pareto_front(list(zip(speed, score, strict=True)))
+    axes.plot(speed.iloc[front], score.iloc[front], "s--", color="tab:red", markersize=9,
+              markerfacecolor="none", label="Pareto front (no model both faster and better)")
+    axes.set_xlabel(f"CTranslate2 {quant} tokens/s on CPU ({context['speed_testset']})")
+    axes.set_ylabel(f"BLEU K={context['beam']} ({quant}, mean over test sets)")
+    axes.set_title(f"BLEU against decoding speed, {quant}")
+    axes.legend(loc="lower left", fontsize=8)
+    return figure
+
+
+def bleu_size(summary: pd.DataFrame, context: dict[str, Any]) -> Figure:
+    figure, (by_params, by_size) = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
+    err = summary["bleu_beam_std"]
+    _labelled_points(by_params, summary["params"] / 1e6, summary["bleu_beam"], err)
+    by_params.set_xlabel("parameters (millions)")
+    by_params.set_ylabel(f"BLEU K={context['beam']} (float32, mean over test sets)")
+    for quant, bleu, color in (("float32", "bleu_beam", "tab:blue"),
+                               ("int8", "bleu_beam_int8", "tab:orange")):
+        sizes = summary[f"size_{quant}_mb"]
+        if not sizes.isna().all():  # each export with its own BLEU
+            _labelled_points(by_size, sizes, summary[bleu], summary[f"{bleu}_std"], color=color,
+                             label=f"CTranslate2 {quant} (its own BLEU)")
+    by_size.set_xlabel("size on disk (MB)")
+    by_size.legend(fontsize=8)
+    figure.suptitle("BLEU against model size")
+    return figure
+
+
+def validation_curves(histories: dict[str, list[dict[str, float]]],
+                      context: dict[str, Any]) -> Figure:
+    figure, (bleu, loss) = plt.subplots(1, 2, figsize=(12, 5))
+    for name, history in histories.items():
+        updates = [record["update"] for record in history]
+        bleu.plot(updates, [record["valid_bleu"] for record in history], ".-", label=name)
+        loss.plot(updates, [record["valid_nll"] for record in history], ".-", label=name)
+    bleu.set_ylabel("validation BLEU (greedy)")
+    loss.set_ylabel("validation loss (NLL per target token)")
+    for axes in (bleu, loss):
+        axes.set_xlabel("update (a fine-tuned model counts its own)")
+    loss.legend(fontsize=7, ncol=2)
+    figure.suptitle(f"Validation during training: {context['experiment']}")
+    return figure
+
+
+def agreement_bleu(summary: pd.DataFrame, context: dict[str, Any]) -> Figure:
+    students = summary.drop(index=context["teacher"], errors="ignore")
+    figure, axes = plt.subplots(figsize=(7, 5))
+    _labelled_points(axes, students["top1_agreement"], students["bleu_beam"],
+                     students["bleu_beam_std"], color="tab:green")
+    axes.set_xlabel("Top-1 Agreement with the teacher (%, mean over test sets)")
+    axes.set_ylabel(f"BLEU K={context['beam']} (float32, mean over test sets)")
+    axes.set_title("Top-1 Agreement against BLEU (students)")
+    return figure
+
+
+def read_histories(trainings: dict[str, str]) -> dict[str, list[dict[str, float]]]:
+    """Each trained model's validation records (update, valid_bleu, valid_nll)."""
+    histories = {}
+    for name, path in trainings.items():
+        try:
+            histories[name] = json.loads(Path(path).read_text())["history"]
+        except (OSError, json.JSONDecodeError, KeyError) as error:
+            raise NmtkdError(f"{path}: no validation history ({error})") from None
+    return histories
+
+
+def renderers(frame: pd.DataFrame, trainings: dict[str, str],
+              context: dict[str, Any]) -> dict[str, Callable[[], Figure]]:
+    """Each plot's name and how to draw it."""
+    summary = student_summary(frame)
+    return {"bleu_speed_float32": lambda: bleu_speed(summary, "float32", context),
+            "bleu_speed_int8": lambda: bleu_speed(summary, "int8", context),
+            "bleu_size": lambda: bleu_size(summary, context),
+            "validation_curves": lambda: validation_curves(read_histories(trainings), context),
+            "agreement_bleu": lambda: agreement_bleu(summary, context)}
+
+
+def render(figure: Figure, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    # SVG without a date, so that a rerun on the same results writes the same file
+    figure.savefig(buffer, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_plots(frame: pd.DataFrame, trainings: dict[str, str], context: dict[str, Any],
+                outputs: list[Path]) -> None:
+    """Render each output (`<plot>.<png|svg>`), then write them all or none."""
+    available = renderers(frame, trainings, context)
+    rendered = []
+    for output in outputs:
+        name, fmt = output.stem, output.suffix.lstrip(".")
+        if name not in available or fmt not in FORMATS:
+            raise NmtkdError(f"{output}: not a plot this command draws (plots: "
+                             f"{', '.join(available)}; formats: {', '.join(FORMATS)})")
+        rendered.append(render(available[name](), fmt))
+    with atomic_paths(outputs) as temporaries:
+        for temporary, content in zip(temporaries, rendered, strict=True):
+            temporary.write_bytes(content)

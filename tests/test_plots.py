@@ -1,0 +1,119 @@
+"""The comparison's plots and HTML tables: the Pareto front and the per-student summary against
+hand-worked values, and the files drawn from hand-made results."""
+
+import json
+import math
+import xml.etree.ElementTree as ElementTree
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from test_students import write_model_results
+
+from nmtkd.compare import write_comparison
+from nmtkd.errors import NmtkdError
+from nmtkd.plots import pareto_front, student_summary, write_plots
+
+NAN = float("nan")
+
+
+def test_pareto_front_keeps_the_models_nothing_beats_on_both_axes():
+    points = [(1.0, 10.0), (2.0, 9.0), (3.0, 9.0), (0.5, 11.0), (2.0, 8.0), (NAN, 20.0)]
+    # (2, 9) is beaten by (3, 9): as good, faster; (2, 8) by (2, 9); NaN is never on the front
+    assert pareto_front(points) == [3, 0, 2]
+    assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # equal points: neither dominates
+    assert pareto_front([]) == []
+
+
+def test_student_summary_averages_test_sets_per_run_then_runs():
+    rows = []
+    for model, student, bleus in (("t", "teacher", (30, 34)), ("k/seed1", "kd", (27, 29)),
+                                  ("k/seed2", "kd", (30, 32))):
+        for testset, bleu in zip(("a", "b"), bleus, strict=True):
+            rows.append({"model": model, "student": student, "testset": testset,
+                         "bleu_beam": bleu, "bleu_beam_int8": bleu - 1, "top1_agreement": 80,
+                         "tok_s_float32": 100, "tok_s_int8": 200, "params": 4e6,
+                         "size_float32_mb": 16, "size_int8_mb": 4})
+    summary = student_summary(pd.DataFrame(rows))
+    assert list(summary.index) == ["teacher", "kd"]
+    # kd's runs average 28 and 31 over the test sets: mean 29.5, sample std 1.5·√2
+    assert summary.loc["kd", "bleu_beam"] == 29.5
+    assert summary.loc["kd", "bleu_beam_std"] == pytest.approx(1.5 * math.sqrt(2))
+    assert summary.loc["kd", "runs"] == 2
+    assert summary.loc["teacher", "bleu_beam"] == 32 and summary.loc["teacher",
+                                                                     "bleu_beam_std"] == 0
+
+
+def hand_made_comparison(tmp_path):
+    models = [write_model_results(tmp_path, "teacher", 30.0, 28.0, 29.5, 1000.0, 8e6, 600),
+              write_model_results(tmp_path, "baseline", 25.0, 22.0, 24.0, 3000.0, 4e6, 300),
+              write_model_results(tmp_path, "seq_kd", 27.5, 27.0, 27.5, 3500.0, 4e6, 240)]
+    manifest = {"experiment": "x", "teacher": "teacher", "baseline_student": "baseline",
+                "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
+    outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex", "html")]
+    write_comparison(manifest, *outputs)
+    return outputs
+
+
+def test_plots_are_drawn_from_the_comparison(tmp_path):
+    csv = hand_made_comparison(tmp_path)[1]
+    trainings = {}
+    for name in ("teacher", "baseline"):
+        path = tmp_path / f"{name}.training.json"
+        path.write_text(json.dumps({"history": [
+            {"update": 100, "valid_bleu": 10.0, "valid_nll": 3.0},
+            {"update": 200, "valid_bleu": 20.0, "valid_nll": 2.0}]}))
+        trainings[name] = str(path)
+    context = {"experiment": "x", "teacher": "teacher", "beam": 5, "speed_testset": "test"}
+    plots = tmp_path / "plots"
+    names = ["bleu_speed_float32", "bleu_speed_int8", "bleu_size", "validation_curves",
+             "agreement_bleu"]
+    outputs = [plots / f"{name}.{fmt}" for name in names for fmt in ("png", "svg")]
+    write_plots(pd.read_csv(csv), trainings, context, outputs)
+    for output in outputs:
+        content = output.read_bytes()
+        if output.suffix == ".png":
+            assert content.startswith(b"\x89PNG\r\n\x1a\n")
+        else:
+            ElementTree.fromstring(content)  # well-formed
+    speed = (plots / "bleu_speed_int8.svg").read_text()
+    assert "Pareto front" in speed and "seq_kd" in speed and "int8 tokens/s" in speed
+    agreement = (plots / "agreement_bleu.svg").read_text()
+    assert "seq_kd" in agreement and ">teacher<" not in agreement  # TA is 100 by definition
+    assert "baseline" in (plots / "validation_curves.svg").read_text()
+
+
+def test_an_unknown_plot_is_refused_and_nothing_is_written(tmp_path):
+    csv = hand_made_comparison(tmp_path)[1]
+    context = {"experiment": "x", "teacher": "teacher", "beam": 5, "speed_testset": "test"}
+    outputs = [tmp_path / "p" / "bleu_size.png", tmp_path / "p" / "bleu_colour.png"]
+    with pytest.raises(NmtkdError, match="bleu_colour.png: not a plot this command draws"):
+        write_plots(pd.read_csv(csv), {}, context, outputs)
+    assert not outputs[0].exists()
+    with pytest.raises(NmtkdError, match="t.json: no validation history"):
+        (tmp_path / "t.json").write_text("{}")
+        write_plots(pd.read_csv(csv), {"t": str(tmp_path / "t.json")}, context,
+                    [tmp_path / "p" / "validation_curves.svg"])
+
+
+class TableCells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tables, self.cells, self.in_cell = 0, [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.tables += tag == "table"
+        self.in_cell = tag in ("td", "th")
+
+    def handle_data(self, data):
+        if self.in_cell and data.strip():
+            self.cells.append(data.strip())
+
+
+def test_the_html_tables_hold_the_markdown_tables_cells(tmp_path):
+    page = hand_made_comparison(tmp_path)[3].read_text()
+    parser = TableCells()
+    parser.feed(page)
+    assert parser.tables == 2  # the overview and the one test set
+    assert "seq_kd" in parser.cells and "+2.50" in parser.cells  # 27.5 - 25.0
+    assert "BLEU K=5" in parser.cells and "<h2>test</h2>" in page
