@@ -117,3 +117,17 @@ def test_bad_inputs(exported, trained_tiny, tmp_path):
     with pytest.raises(NmtkdError, match="quantization must be one of"):
         export_model(trained_tiny, exported / "float32" / "spm.model", tmp_path / "o", "int3")
     assert not (tmp_path / "o").exists()
+
+
+def test_ctranslate2_stops_exactly_at_the_forced_length(exported, synthetic):
+    """The contract the fixed-length speed protocol relies on: with min = max decoding length,
+    every hypothesis of a beam or greedy search has exactly that many tokens."""
+    import sentencepiece
+
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(exported / "spm.model"))
+    batch = pieces.encode(read_lines(synthetic["test"][0])[:8], out_type=str)
+    translator = ctranslate2.Translator(str(exported), intra_threads=1)
+    for beam in (1, 3):
+        results = translator.translate_batch(batch, beam_size=beam, min_decoding_length=9,
+                                             max_decoding_length=9)
+        assert [len(r.hypotheses[0]) for r in results] == [9] * 8

@@ -227,7 +227,8 @@ def write_model_results(root, name, bleu, bleu_k1, int8_bleu, speed_int8, params
     speeds = {}
     for quant, speed in (("float32", speed_int8 / 2), ("int8", speed_int8)):
         (root / f"{name}.{quant}.speed.json").write_text(json.dumps(
-            {"tokens_per_second": speed, "sentences_per_second": speed / 10}))
+            {"tokens_per_second": speed, "sentences_per_second": speed / 10,
+             "fixed": {"tokens_per_second": speed + 1000}}))
         speeds[quant] = str(root / f"{name}.{quant}.speed.json")
     return {"name": name, "data": "gold", "loss": "nll", "init": "",
             "training": str(root / f"{name}.train.json"),
@@ -248,7 +249,10 @@ def test_comparison_tables_from_hand_made_results(tmp_path):
     assert frame.loc["seq_kd", "delta_bleu_k1"] == pytest.approx(5.0)
     assert frame.loc["teacher", "delta_bleu_beam"] == pytest.approx(5.0)
     assert frame.loc["baseline", "int8_bleu_drop"] == pytest.approx(1.0)
-    assert frame.loc["seq_kd", "speedup_int8"] == pytest.approx(3.5)
+    # at fixed lengths: 4500 / 2000 tok/s (free decoding would give 3500 / 1000)
+    assert frame.loc["seq_kd", "speedup_int8"] == pytest.approx(2.25)
+    assert frame.loc["seq_kd", "tok_s_int8"] == 3500 and frame.loc["seq_kd",
+                                                                   "tok_s_fixed_int8"] == 4500
     assert frame.loc["baseline", "train_minutes"] == pytest.approx(6.0)  # benchmark wall clock
     assert frame.loc["teacher", "size_int8_mb"] == pytest.approx(1000 / 2**20)
     markdown = outputs[0].read_text()

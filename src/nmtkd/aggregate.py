@@ -29,11 +29,13 @@ def summarise(frame: pd.DataFrame, baseline: str | None, teacher: str) -> pd.Dat
 
 def add_derived(table: pd.DataFrame, baseline: str | None, teacher: str) -> None:
     """The columns computed from others, per run or per student: Δ against the baseline, the
-    int8 BLEU drop, and the int8 speed-up over the teacher."""
+    int8 BLEU drop, and the int8 speed-up over the teacher (at fixed lengths, where measured)."""
     add_deltas(table, baseline)
     table["int8_bleu_drop"] = table["bleu_beam"] - table["bleu_beam_int8"]
-    teacher_speed = table.loc[table["student"] == teacher, "tok_s_int8"].iloc[0]
-    table["speedup_int8"] = table["tok_s_int8"] / teacher_speed
+    # at fixed lengths (model cost); speed files written before that have free decoding only
+    speed = "tok_s_fixed_int8" if table["tok_s_fixed_int8"].notna().any() else "tok_s_int8"
+    teacher_speed = table.loc[table["student"] == teacher, speed].iloc[0]
+    table["speedup_int8"] = table[speed] / teacher_speed
 
 
 def add_deltas(table: pd.DataFrame, baseline: str | None) -> None:

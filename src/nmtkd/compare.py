@@ -89,6 +89,8 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
         measured = speed.get(quant)
         record[f"tok_s_{quant}"] = measured["tokens_per_second"] if measured else nan
         record[f"sent_s_{quant}"] = measured["sentences_per_second"] if measured else nan
+        fixed = (measured or {}).get("fixed")
+        record[f"tok_s_fixed_{quant}"] = fixed["tokens_per_second"] if fixed else nan
     # the job's wall clock, unless the trainer's own clock (kept across resumes) is longer:
     # a resumed or rewritten run's benchmark file only times its last attempt
     clocks = [benchmark_seconds, training["train_seconds"] if training else None]
@@ -126,7 +128,8 @@ TABLE_COLUMNS = {
     "bleu_k1": "BLEU K=1", "bleu_beam": "BLEU K={beam}", "delta_bleu_k1": "Δ K=1",
     "delta_bleu_beam": "Δ K={beam}", "chrf": "chrF", "ter": "TER", "runaway": "Runaway (%)",
     "top1_agreement": "TA (%)", "test_ppl": "PPL", "int8_bleu_drop": "int8 ΔBLEU",
-    "tok_s_int8": "int8 tok/s", "sent_s_int8": "int8 sent/s", "speedup_int8": "Speed-up",
+    "tok_s_int8": "int8 tok/s", "sent_s_int8": "int8 sent/s",
+    "tok_s_fixed_int8": "int8 tok/s fixed", "speedup_int8": "Speed-up",
     "train_minutes": "Train (min)",
     "updates_per_second": "upd/s", "train_ppl": "Train PPL",
 }
@@ -183,10 +186,12 @@ def table_notes(manifest: dict[str, Any]) -> str:
         "words or repeating a word 4-gram 3+ times (every decoding job is bounded by "
         f"{manifest.get('length_bound', 'max_length')}). int8 ΔBLEU: K={beam} BLEU of float32 "
         "minus int8. Speed: CTranslate2 "
-        f"int8 on CPU, {manifest['speed_testset']}, {manifest.get('speed_settings', '')}; "
-        "speed-up over the teacher's int8. Train: wall-clock minutes of the training job (for "
-        "a fine-tuned student, the fine-tuning alone; its init model's time is in that "
-        "model's row).")
+        f"int8 on CPU, {manifest['speed_testset']}, {manifest.get('speed_settings', '')}. "
+        "tok/s and sent/s: free decoding, each model's own output lengths; tok/s fixed: every "
+        "hypothesis forced to its batch's length bound, the same work for models of one "
+        "architecture; Speed-up: tok/s fixed over the teacher's. Train: wall-clock minutes "
+        "of the training job (for a fine-tuned student, the fine-tuning alone; its init "
+        "model's time is in that model's row).")
 
 
 def markdown(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -> str:

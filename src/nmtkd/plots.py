@@ -48,7 +48,8 @@ def student_summary(frame: pd.DataFrame) -> pd.DataFrame:
     per_run = frame.groupby(["student", "model"], sort=False).agg(
         bleu_beam=("bleu_beam", "mean"), bleu_beam_int8=("bleu_beam_int8", "mean"),
         top1_agreement=("top1_agreement", "mean"), tok_s_float32=("tok_s_float32", "first"),
-        tok_s_int8=("tok_s_int8", "first"), params=("params", "first"),
+        tok_s_int8=("tok_s_int8", "first"), tok_s_fixed_float32=("tok_s_fixed_float32", "first"),
+        tok_s_fixed_int8=("tok_s_fixed_int8", "first"), params=("params", "first"),
         size_float32_mb=("size_float32_mb", "first"), size_int8_mb=("size_int8_mb", "first"))
     grouped = per_run.groupby(level="student", sort=False)
     stds = grouped.std(ddof=1).fillna(0.0).add_suffix("_std")
@@ -67,13 +68,16 @@ def _labelled_points(axes: plt.Axes, x: pd.Series, y: pd.Series, yerr: pd.Series
 
 def bleu_speed(summary: pd.DataFrame, quant: str, context: dict[str, Any]) -> Figure:
     bleu = "bleu_beam" if quant == "float32" else "bleu_beam_int8"
-    speed, score = summary[f"tok_s_{quant}"], summary[bleu]
+    fixed = summary[f"tok_s_fixed_{quant}"]
+    measure = "fixed" if fixed.notna().any() else "free"  # older speed files: free only
+    speed, score = (fixed if measure == "fixed" else summary[f"tok_s_{quant}"]), summary[bleu]
     figure, axes = plt.subplots(figsize=(7, 5))
     _labelled_points(axes, speed, score, summary[f"{bleu}_std"], color="tab:blue")
     front = pareto_front(list(zip(speed, score, strict=True)))
     axes.plot(speed.iloc[front], score.iloc[front], "s--", color="tab:red", markersize=9,
               markerfacecolor="none", label="Pareto front (no model both faster and better)")
-    axes.set_xlabel(f"CTranslate2 {quant} tokens/s on CPU ({context['speed_testset']})")
+    axes.set_xlabel(f"CTranslate2 {quant} tokens/s on CPU ({context['speed_testset']}, "
+                    + ("fixed output lengths)" if measure == "fixed" else "free decoding)"))
     axes.set_ylabel(f"BLEU K={context['beam']} ({quant}, mean over test sets)")
     axes.set_title(f"BLEU against decoding speed, {quant}")
     axes.legend(loc="lower left", fontsize=8)

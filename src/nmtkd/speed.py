@@ -2,13 +2,19 @@
 the machine's noise: the models of one architecture and quantization are measured in one job,
 on the same fixed subset of a test set, each first warmed up by one untimed pass, then timed
 in interleaved rounds (each round times every model once, starting at a different model), and
-each reports the median of its rounds and the spread (slowest ÷ fastest round)."""
+each reports the median of its rounds and the spread (slowest ÷ fastest round).
+
+Each model is timed twice per round: decoding freely (its own output lengths: what a user gets)
+and at fixed lengths, where every hypothesis runs exactly to its batch's length bound. At fixed
+lengths models of one architecture do the same work whatever they learnt, so their difference
+is the machine's noise alone; the speed-ups are taken from it."""
 
 from __future__ import annotations
 
 import json
 import statistics
 import time
+from collections.abc import Hashable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -20,32 +26,46 @@ from nmtkd.translate import DecodeOptions, load_translator, translate_lines
 
 def protocol_text(repeats: int, sentences: int) -> str:
     return (f"one untimed warm-up pass, then the median of {repeats} interleaved timed "
-            f"run(s) on the first {sentences} sentences")
+            f"run(s) on the first {sentences} sentences, free and at fixed lengths")
 
 
-def timed_rounds(jobs: dict[str, Any], lines: list[str], options: DecodeOptions,
-                 repeats: int) -> dict[str, list[float]]:
-    """Seconds per round for each (translator, tokenizer) of `jobs`; round r starts at the
-    r-th model, so no model is always first (or last) after a pause."""
+Job = tuple[Any, Any, DecodeOptions]  # translator, tokenizer, decoding options
+
+
+def timed_rounds(jobs: dict[Hashable, Job], lines: list[str],
+                 repeats: int) -> dict[Hashable, list[float]]:
+    """Seconds per round for each job; round r starts at the r-th job, so no job is always
+    first (or last) after a pause."""
     names = list(jobs)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
+    seconds: dict[Hashable, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            translator, tokenizer = jobs[name]
+            translator, tokenizer, options = jobs[name]
             started = time.perf_counter()
             translate_lines(translator, tokenizer, lines, options, progress=False)
             seconds[name].append(time.perf_counter() - started)
     return seconds
 
 
+def fixed_length_tokens(source_lengths: list[int], options: DecodeOptions) -> int:
+    """Target tokens generated at fixed lengths: each sentence its batch's bound (no </s>)."""
+    from nmtkd.decoding import length_bound, sorted_chunks
+
+    return sum(len(chunk) * length_bound([source_lengths[i] for i in chunk], options.max_length,
+                                          options.max_len_a, options.max_len_b)
+               for chunk in sorted_chunks(source_lengths, options.batch_size))
+
+
 def measure_speeds(models: dict[str, tuple[Path, str]], input_path: Path, output: Path,
                    options: DecodeOptions, repeats: int = 3,
                    sentences: int = 500) -> dict[str, Any]:
     """Measure every model of `models` (name -> (CT2 directory, compute type)) as described
-    above; write and return {"protocol", "options", "models": {name: result}}."""
+    above; write and return {"protocol", "options", "models": {name: result}}, each result
+    the free decoding's with the fixed-length one under "fixed"."""
     if repeats < 1 or sentences < 1:
         raise NmtkdError("repeats and sentences must be at least 1")
-    options = replace(options, nbest=1)  # speed of the 1-best search
+    options = replace(options, nbest=1, fixed_length=False)  # speed of the 1-best search
+    fixed = replace(options, fixed_length=True)
     lines = read_lines(input_path)[:sentences]
     if not lines:
         raise NmtkdError(f"{input_path}: file is empty")
@@ -56,9 +76,18 @@ def measure_speeds(models: dict[str, tuple[Path, str]], input_path: Path, output
         hyps = translate_lines(translator, tokenizer, lines, options, progress=False)
         outputs = [texts[0] for texts in hyps.texts]
         tokens[name] = sum(len(p) + 1 for p in tokenizer.encode_pieces(outputs))  # + </s>
-    seconds = timed_rounds(jobs, lines, options, repeats)
-    results = {name: speed_record(tokens[name], len(lines), seconds[name], models[name])
-               for name in models}
+        lengths = [len(p) for p in tokenizer.encode_pieces(lines)]
+        tokens[name, "fixed"] = fixed_length_tokens(lengths, fixed)
+    runs = {(name, mode): (translator, tokenizer, mode_options)
+            for name, (translator, tokenizer) in jobs.items()
+            for mode, mode_options in (("free", options), ("fixed", fixed))}
+    seconds = timed_rounds(runs, lines, repeats)
+    results = {}
+    for name in models:
+        results[name] = speed_record(tokens[name], len(lines), seconds[name, "free"],
+                                     models[name])
+        results[name]["fixed"] = timing(tokens[name, "fixed"], len(lines),
+                                        seconds[name, "fixed"])
     report = {"input": str(input_path), "sentences": len(lines), "repeats": repeats,
               "protocol": protocol_text(repeats, len(lines)), "options": asdict(options),
               "models": results}
@@ -67,13 +96,16 @@ def measure_speeds(models: dict[str, tuple[Path, str]], input_path: Path, output
     return report
 
 
+def timing(tokens: int, sentences: int, seconds: list[float]) -> dict[str, Any]:
+    median = statistics.median(seconds)
+    return {"target_tokens": tokens, "seconds": seconds, "median_seconds": median,
+            "tokens_per_second": tokens / median, "sentences_per_second": sentences / median,
+            "spread": max(seconds) / min(seconds)}
+
+
 def speed_record(tokens: int, sentences: int, seconds: list[float],
                  model: tuple[Path, str]) -> dict[str, Any]:
-    median = statistics.median(seconds)
     directory, compute_type = model
     size = sum(f.stat().st_size for f in Path(directory).iterdir() if f.is_file())
-    return {"model": str(directory), "compute_type": compute_type, "target_tokens": tokens,
-            "seconds": seconds, "median_seconds": median,
-            "tokens_per_second": tokens / median, "sentences_per_second": sentences / median,
-            "spread": max(seconds) / min(seconds), "model_bytes": size}
-
+    return {"model": str(directory), "compute_type": compute_type,
+            **timing(tokens, sentences, seconds), "model_bytes": size}

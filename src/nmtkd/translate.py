@@ -29,6 +29,7 @@ class DecodeOptions:
     device: str = "cpu"
     max_len_a: float = 0.0  # a batch generates at most max_len_a·|x| + max_len_b tokens
     max_len_b: int = 0  # (|x|: its longest source, in pieces); 0 and 0: max_length alone
+    fixed_length: bool = False  # every hypothesis runs exactly to its batch's bound (timing)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -67,19 +68,21 @@ class Hypotheses:
 
 def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, lines: list[str],
                     options: DecodeOptions, progress: bool = True) -> Hypotheses:
-    """Length-sorted batches, each bounded by `length_bound` of its longest source; submitted
+    """Length-sorted batches, each bounded by `length_bound` of its longest source (with
+    `fixed_length`, forced to that length: </s> is barred before it); submitted
     asynchronously, so that `inter_threads` translator replicas decode batches in parallel."""
     from nmtkd.decoding import length_bound, sorted_chunks
 
     pieces = tokenizer.encode_pieces(lines)
     chunks = sorted_chunks([len(p) for p in pieces], options.batch_size)
+    bounds = [length_bound([len(pieces[i]) for i in chunk], options.max_length,
+                           options.max_len_a, options.max_len_b) for chunk in chunks]
     pending = [(chunk, translator.translate_batch(
         [pieces[i] for i in chunk], max_batch_size=options.batch_size,
-        beam_size=options.beam_size, num_hypotheses=options.nbest,
-        max_decoding_length=length_bound([len(pieces[i]) for i in chunk], options.max_length,
-                                         options.max_len_a, options.max_len_b),
+        beam_size=options.beam_size, num_hypotheses=options.nbest, max_decoding_length=bound,
+        min_decoding_length=bound if options.fixed_length else 0,
         length_penalty=options.length_penalty, return_scores=True, asynchronous=True))
-        for chunk in chunks]
+        for chunk, bound in zip(chunks, bounds, strict=True)]
     texts: list[list[str]] = [[] for _ in lines]
     scores: list[list[float]] = [[] for _ in lines]
     with tqdm(total=len(lines), desc="translate", unit=" sent", mininterval=2.0,
