@@ -44,7 +44,8 @@ def encode_pair(tokenizer: Tokenizer, src: Path, tgt: Path, directory: Path) -> 
 
 
 def make_trainer(synthetic, spm_model: Path, workdir: Path, model: dict | None = None,
-                 init_model=None, identity: dict | None = None, **overrides) -> Trainer:
+                 init_model=None, identity: dict | None = None, criterion=None,
+                 **overrides) -> Trainer:
     from nmtkd.model import ModelConfig
 
     tokenizer = Tokenizer(spm_model)
@@ -59,7 +60,7 @@ def make_trainer(synthetic, spm_model: Path, workdir: Path, model: dict | None =
     model_cfg = ModelConfig(vocab_size=len(tokenizer), **{**TINY, **(model or {})})
     return Trainer(model_cfg, TrainConfig(**settings), train, valid,
                    read_lines(synthetic["valid"][1]), tokenizer, workdir, init_model=init_model,
-                   identity=identity)
+                   identity=identity, criterion=criterion)
 
 
 @pytest.fixture(scope="session")

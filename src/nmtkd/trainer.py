@@ -367,7 +367,7 @@ class Trainer:
                 self.network.no_sync())
             with sync:
                 out = self.criterion(TrainingStep(self.network, batch, self.state.update + 1,
-                                                  self._autocast))
+                                                  self.cfg.max_updates, self._autocast))
                 # DDP averages gradients over processes; scale so they sum over the global batch
                 (out.loss * world / normaliser).backward()
             for name, value in {"loss": float(out.loss.detach()), **out.terms}.items():

@@ -35,6 +35,7 @@ class TrainingStep:
     model: torch.nn.Module  # the network being trained (the DDP wrapper under DDP)
     batch: Batch
     update: int  # the update this batch belongs to, counted from 1
+    max_updates: int = 0  # the run's planned number of updates (for schedules); 0: unknown
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def logits(self, target_in: Tensor | None = None) -> Tensor:

@@ -18,7 +18,8 @@ from nmtkd.criteria.base import NEEDS, Criterion
 from nmtkd.errors import NmtkdError
 
 CRITERIA: dict[str, type[Criterion]] = {}
-BUILT_IN = ("nmtkd.criteria.nll", "nmtkd.criteria.word_kd")
+BUILT_IN = ("nmtkd.criteria.nll", "nmtkd.criteria.word_kd", "nmtkd.criteria.selective_kd",
+            "nmtkd.criteria.annealing_kd")
 
 
 def register(cls: type[Criterion]) -> type[Criterion]:

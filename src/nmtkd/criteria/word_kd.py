@@ -11,6 +11,8 @@ so that its [batch, time, vocab] tensor never exists whole.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -99,22 +101,31 @@ class WordKD(Criterion):
         if self.teacher is None:
             raise NmtkdError("word_kd with teacher_topk 0 needs the teacher's torch model "
                              "(train --teacher)")
-        self.teacher.to(logits.device).eval()
-        with torch.no_grad():
-            memory, mask = self.teacher.encode(batch.source)
-            memory_kv = self.teacher.memory_kv(memory)
         distill = logits.new_zeros((), dtype=torch.float32)
-        length = batch.target_in.size(1)
-        for start in range(0, length, self.time_chunk):
-            stop = min(start + self.time_chunk, length)
-            with torch.no_grad():
-                # causal decoder: the logits of a time slice only need the prefix up to it
-                teacher_logits = self.teacher.decode(batch.target_in[:, :stop], memory_kv,
-                                                     mask)[:, start:stop]
+        for start, stop, teacher_logits in teacher_logit_slices(self.teacher, batch,
+                                                                self.time_chunk):
             distill = distill + soft_cross_entropy(
                 logits[:, start:stop], teacher_logits, non_pad[:, start:stop], self.temperature,
                 None if student_log_p is None else student_log_p[:, start:stop])
         return distill
+
+
+def teacher_logit_slices(teacher: torch.nn.Module, batch: Batch,
+                         time_chunk: int) -> Iterator[tuple[int, int, Tensor]]:
+    """The live teacher's logits on the batch's gold prefix, [batch, slice, vocab] per slice
+    of `time_chunk` positions (eval mode, no gradient), so that the whole [batch, time, vocab]
+    tensor never exists."""
+    teacher.to(batch.source.device).eval()
+    with torch.no_grad():
+        memory, mask = teacher.encode(batch.source)
+        memory_kv = teacher.memory_kv(memory)
+    length = batch.target_in.size(1)
+    for start in range(0, length, time_chunk):
+        stop = min(start + time_chunk, length)
+        with torch.no_grad():  # not around the yield: the caller's loss needs gradients
+            # causal decoder: the logits of a time slice only need the prefix up to it
+            sliced = teacher.decode(batch.target_in[:, :stop], memory_kv, mask)[:, start:stop]
+        yield start, stop, sliced
 
 
 def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor,
