@@ -30,6 +30,7 @@ localrules:
     teacher_table,
     comparison_tables,
     plots,
+    selection_plot,
 
 
 include: "rules/config.smk"
@@ -48,7 +49,6 @@ rule all:
     input:
         f"{RESULTS}/config.yaml",
         f"{RESULTS}/tables/teacher.md",
-        f"{RESULTS}/tables/comparison.md",
-        PLAN.plot_files("png"),
+        PLAN.report_targets(),  # each selected study's tables and plots
         PLAN.teacher_exports(),
     default_target: True

@@ -66,8 +66,10 @@ wildcard_constraints:
     lang=alternatives([SRC, TGT]),
     model=alternatives(MODELS),
     teacher=alternatives(PLAN.teachers),
-    preset=alternatives(PLAN.speed_groups),
-    student=alternatives(PLAN.tested_students),
+    preset=alternatives(PLAN.presets),
+    study=alternatives(PLAN.studies),
+    student=alternatives({student for student, _ in PLAN.tested_pairs()}),
+    baseline=alternatives({baseline for _, baseline in PLAN.tested_pairs()}),
     corpus=alternatives(["gold", *CORPORA]),
     k="[0-9]+",
     beam=alternatives(BEAMS),
@@ -130,8 +132,11 @@ model_gpus = of_model("model", "gpus")
 signals_inputs = from_plan("signals_inputs", "teacher", "corpus")
 teacher_device = lambda wildcards: PLAN.model(wildcards.teacher).training["device"]
 teacher_gpu = lambda wildcards: 1 if teacher_device(wildcards) == "cuda" else 0
-significance_inputs = from_plan("significance_inputs", "student", "testset")
-significance_metadata = from_plan("significance_metadata", "student", "testset", then=quoted)
+significance_inputs = from_plan("significance_inputs", "student", "baseline", "testset")
+significance_metadata = from_plan("significance_metadata", "student", "baseline", "testset",
+                                  then=quoted)
 evaluation_metadata = from_plan("evaluation_metadata", "quant", "beam", then=quoted)
-speed_inputs = lambda wildcards: [spec["model"] for spec in PLAN.speed_models(
-    wildcards.preset, wildcards.quant).values()]
+speed_models = from_plan("speed_models", "study", "preset", "quant")
+speed_inputs = lambda wildcards: [spec["model"] for spec in speed_models(wildcards).values()]
+comparison_inputs = from_plan("comparison_inputs", "study")
+study_trainings = lambda wildcards: list(PLAN.training_summaries(wildcards.study).values())

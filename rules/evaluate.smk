@@ -57,18 +57,18 @@ rule evaluate_testset:
         " --metadata {params.metadata} {params.scoring} > {log:q} 2>&1"
 
 
-# The models of one preset (architecture) and quantization are timed in one job, interleaved,
-# on the same sentences: their differences are the models', not the machine's moods. Threads
-# are fixed by config; on a machine with as many cores as `evaluation.speed.threads`, no other
-# job runs beside a measurement.
+# A study's models of one preset (architecture) and quantization are timed in one job,
+# interleaved, on the same sentences: their differences are the models', not the machine's
+# moods. Threads are fixed by config; on a machine with as many cores as
+# `evaluation.speed.threads`, no other job runs beside a measurement.
 rule measure_speed:
     input:
         models=speed_inputs,
         src=f"{RESULTS}/data/raw/{SPEED_TESTSET}.{SRC}",
     output:
-        f"{RESULTS}/speed/{{preset}}.{{quant}}.json",
+        f"{RESULTS}/speed/{{study}}/{{preset}}.{{quant}}.json",
     params:
-        models=lambda wildcards: quoted(PLAN.speed_models(wildcards.preset, wildcards.quant)),
+        models=lambda wildcards: quoted(speed_models(wildcards)),
         beam=SPEED["beam_size"],
         batch_size=SPEED["batch_size"],
         inter_threads=SPEED["inter_threads"],
@@ -77,9 +77,9 @@ rule measure_speed:
         max_length=EVAL["max_length"],
         bound=quoted_args(PLAN.length_bound_arguments()),
     log:
-        f"{LOGS}/measure_speed/{{preset}}.{{quant}}.log",
+        f"{LOGS}/measure_speed/{{study}}/{{preset}}.{{quant}}.log",
     benchmark:
-        f"{BENCHMARKS}/measure_speed/{{preset}}.{{quant}}.tsv"
+        f"{BENCHMARKS}/measure_speed/{{study}}/{{preset}}.{{quant}}.tsv"
     threads: SPEED["threads"]
     resources:
         mem_mb=config["resources"]["mem_mb"],
@@ -115,20 +115,20 @@ rule top1_agreement:
         " > {log:q} 2>&1"
 
 
-# Every student against the baseline student on each test set: paired bootstrap and
-# approximate randomisation (K=beam float32 outputs; a student's seeds pooled).
+# Every student of a study against the study's baseline student on each test set: paired
+# bootstrap and approximate randomisation (K=beam float32 outputs; a student's seeds pooled).
 rule significance:
     input:
         unpack(significance_inputs),
     output:
-        f"{RESULTS}/eval/{{student}}/{{testset}}.significance.json",
+        f"{RESULTS}/eval/{{student}}/{{testset}}.vs_{{baseline}}.significance.json",
     params:
         bootstrap=EVAL["significance"]["bootstrap_samples"],
         ar=EVAL["significance"]["ar_trials"],
         metadata=significance_metadata,
         scoring=quoted_args(PLAN.scoring_arguments()),
     log:
-        f"{LOGS}/significance/{{student}}.{{testset}}.log",
+        f"{LOGS}/significance/{{student}}.{{testset}}.vs_{{baseline}}.log",
     threads: 1
     resources:
         mem_mb=2000,

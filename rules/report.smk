@@ -19,45 +19,71 @@ rule teacher_table:
         "nmtkd report --inputs {input:q} --output {output:q} > {log:q} 2>&1"
 
 
-# The tables are read from the plan of the run's saved config (no manifest on the command
+# A study's tables, read from the plan of the run's saved config (no manifest on the command
 # line, whose length the OS bounds).
 rule comparison_tables:
     input:
-        results=PLAN.comparison_inputs(),
+        results=comparison_inputs,
         config=f"{RESULTS}/config.yaml",
     output:
-        md=f"{RESULTS}/tables/comparison.md",
-        csv=f"{RESULTS}/tables/comparison.csv",
-        tex=f"{RESULTS}/tables/comparison.tex",
-        html=report(f"{RESULTS}/tables/comparison.html", category="Tables",
-                    caption="../docs/report/comparison.rst"),
+        md=f"{RESULTS}/tables/{{study}}.md",
+        csv=f"{RESULTS}/tables/{{study}}.csv",
+        tex=f"{RESULTS}/tables/{{study}}.tex",
+        html=report(f"{RESULTS}/tables/{{study}}.html", category="{study}",
+                    subcategory="Tables", caption="../docs/report/comparison.rst"),
     log:
-        f"{LOGS}/comparison_tables.log",
+        f"{LOGS}/comparison_tables/{{study}}.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
-        "nmtkd compare --config {input.config:q} --markdown {output.md:q} --csv {output.csv:q}"
+        "nmtkd compare --config {input.config:q} --study {wildcards.study:q}"
+        " --markdown {output.md:q} --csv {output.csv:q}"
         " --latex {output.tex:q} --html {output.html:q} > {log:q} 2>&1"
 
 
 # PNG for the report and SVG for papers; each plot has its caption in docs/report/<plot>.rst.
 rule plots:
     input:
-        comparison=f"{RESULTS}/tables/comparison.csv",
+        comparison=f"{RESULTS}/tables/{{study}}.csv",
         config=f"{RESULTS}/config.yaml",
-        trainings=list(PLAN.training_summaries().values()),
+        trainings=study_trainings,
     output:
-        png=[report(path, category="Plots", caption=f"../docs/report/{Path(path).stem}.rst")
-             for path in PLAN.plot_files("png")],
-        svg=PLAN.plot_files("svg"),
+        png=[report(path, category="{study}", subcategory="Plots",
+                    caption=f"../docs/report/{Path(path).stem}.rst")
+             for path in PLAN.plot_files("{study}", "png")],
+        svg=PLAN.plot_files("{study}", "svg"),
     log:
-        f"{LOGS}/plots.log",
+        f"{LOGS}/plots/{{study}}.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
-        "nmtkd plots --config {input.config:q} --comparison {input.comparison:q}"
+        "nmtkd plots --config {input.config:q} --study {wildcards.study:q}"
+        " --comparison {input.comparison:q}"
         " --outputs {output.png:q} {output.svg:q} > {log:q} 2>&1"
+
+
+# Selective KD's threshold and selected share per update (Wang et al.'s Figure 6), for the
+# studies with Selective KD students.
+rule selection_plot:
+    input:
+        comparison=f"{RESULTS}/tables/{{study}}.csv",
+        config=f"{RESULTS}/config.yaml",
+        trainings=study_trainings,
+    output:
+        png=report(f"{RESULTS}/plots/{{study}}/selection.png", category="{study}",
+                   subcategory="Plots", caption="../docs/report/selection.rst"),
+        svg=f"{RESULTS}/plots/{{study}}/selection.svg",
+    log:
+        f"{LOGS}/plots/{{study}}.selection.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "nmtkd plots --config {input.config:q} --study {wildcards.study:q}"
+        " --comparison {input.comparison:q} --outputs {output.png:q} {output.svg:q}"
+        " > {log:q} 2>&1"

@@ -4,7 +4,7 @@ resources and paths as the rules receive them."""
 from __future__ import annotations
 
 import pytest
-from workflow_config import assert_plan_fails, base_config, plan_of
+from workflow_config import add_student, assert_plan_fails, base_config, plan_of
 
 from nmtkd.errors import NmtkdError
 from nmtkd.plan import TEACHER
@@ -74,8 +74,7 @@ def test_resources_come_from_the_section_or_the_defaults(plan):
 
 def test_corpus_inputs_are_file_pairs_in_order():
     config = base_config()
-    config["students"].append({"name": "base_kd", "data": ["gold", "seqkd", "best2"],
-                               "loss": "nll"})
+    add_student(config, {"name": "base_kd", "data": ["gold", "seqkd", "best2"], "loss": "nll"})
     plan = plan_of(config)
     assert "teacher/gold+seqkd+best2" in plan.corpora
     source = f"{R}/data/clean/train.en"
@@ -100,21 +99,24 @@ def test_comparison_manifest_lists_every_result_file(plan):
     # that are not the baseline
     assert len(plan.comparison_inputs()) == 18 * 8 + 3 * 6
     assert seq_kd["significance"]["test_2017_mscoco"] == (
-        f"{R}/eval/seq_kd/test_2017_mscoco.significance.json")
+        f"{R}/eval/seq_kd/test_2017_mscoco.vs_baseline.significance.json")
     assert manifest["models"][1]["significance"] == {}  # the baseline
-    assert plan.significance_inputs("seq_kd", "test_2016_flickr") == {
+    assert plan.significance_inputs("seq_kd", "baseline", "test_2016_flickr") == {
         "system": [f"{R}/translations/seq_kd/test_2016_flickr.float32.beam5.de"],
         "baseline": [f"{R}/translations/baseline/test_2016_flickr.float32.beam5.de"],
         "references": f"{R}/data/raw/test_2016_flickr.de"}
     assert manifest["speed_settings"] == (
         "beam 5, batch 32, 2 threads, one untimed warm-up pass, then the median of 3 "
-        "interleaved timed run(s) on the first 500 sentences; the models of one preset and "
+        "interleaved timed run(s) on the first 500 sentences, free and at fixed lengths; the "
+        "models of one preset and "
         "quantization measured in one job")
+    assert manifest["study"] == "kim_rush" and manifest["baseline_student"] == "baseline"
+    assert manifest["paper"]["rows"]["seq_kd"] == 19.0
     # the seven students share the student preset: one speed job per quantization
-    assert plan.speed_groups == {"teacher": ["teacher"], "student": list(plan.students)}
-    assert seq_kd["speed"]["int8"] == f"{R}/speed/student.int8.json"
+    assert plan.speed_groups() == {"teacher": ["teacher"], "student": list(plan.students)}
+    assert seq_kd["speed"]["int8"] == f"{R}/speed/kim_rush/student.int8.json"
     assert seq_kd["speed_key"] == "seq_kd"
-    assert plan.speed_models("student", "int8")["word_kd"] == {
+    assert plan.speed_models("kim_rush", "student", "int8")["word_kd"] == {
         "model": f"{R}/models/word_kd/ct2_int8", "compute_type": "default"}
 
 
@@ -130,8 +132,9 @@ def with_ct2_only_teacher(folder):
 
 def test_a_ct2_only_teacher_is_decoded_where_it_is(tmp_path):
     config, ct2 = with_ct2_only_teacher(tmp_path)
-    config["students"] = [s for s in config["students"] if "word" not in s["loss"]]
-    config["students"] = [s for s in config["students"] if s.get("init") != "seqkd_wordkd"]
+    keep = ["baseline", "seq_kd", "baseline_seqinter", "seqkd_seqinter"]  # no teacher needed
+    config["students"] = [s for s in config["students"] if s["name"] in keep]
+    config["studies"] = {"kim_rush": {"students": keep}}
     plan = plan_of(config)
     assert plan.teacher.ct2_only and not plan.teacher.trained
     assert plan.spm_model() == str(ct2 / "spm.model")
@@ -155,8 +158,8 @@ def with_second_teacher():
     config = base_config()
     config["teachers"].append({"name": "big", "preset": "teacher",
                                "training": {"max_updates": 3000}})
-    config["students"].append({"name": "seq_kd_big", "data": ["gold", "seqkd"],
-                               "loss": "word_kd", "teacher": "big"})
+    add_student(config, {"name": "seq_kd_big", "data": ["gold", "seqkd"], "loss": "word_kd",
+                         "teacher": "big"})
     return config
 
 
@@ -180,7 +183,7 @@ def test_a_second_teacher_keys_its_distillation_signals_and_corpora_by_name():
 
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda c: c["students"][-1].update(teacher="huge"),
-     "config error at students[7].teacher: unknown teacher 'huge' (known: teacher, big)"),
+     "config error at students[11].teacher: unknown teacher 'huge' (known: teacher, big)"),
     (lambda c: c["teachers"][1].update(name="teacher"),
      "config error at teachers[1].name: 'teacher' is used by an earlier teacher"),
     (lambda c: c["students"][0].update(name="big"),
@@ -225,9 +228,9 @@ def test_seeds_make_one_run_per_seed_in_its_own_folder():
         f"{R}/models/seq_kd/seed2/model.pt")
     assert plan.description("seqkd_seqinter/seed2")["init"] == "seq_kd"
     assert plan.baseline == "baseline/seed1" and plan.baseline_student == "baseline"
-    assert plan.significance_inputs("word_kd", "test_2016_flickr")["baseline"] == [
+    assert plan.significance_inputs("word_kd", "baseline", "test_2016_flickr")["baseline"] == [
         f"{R}/translations/baseline/seed{k}/test_2016_flickr.float32.beam5.de" for k in (1, 2, 3)]
-    row = plan.model_results("word_kd/seed2")
+    row = plan.model_results("word_kd/seed2", "kim_rush")
     assert (row["student"], row["seed"]) == ("word_kd", 2)
     assert row["eval"]["test_2016_flickr"]["k1"] == (
         f"{R}/eval/word_kd/seed2/test_2016_flickr.float32.beam1.json")
@@ -237,7 +240,7 @@ def test_seeds_make_one_run_per_seed_in_its_own_folder():
 def test_without_seeds_a_student_is_one_run_with_the_training_seed(plan):
     run = plan.students["seq_kd"]
     assert run.training["seed"] == 1 and run.student == "seq_kd"
-    assert plan.model_results("seq_kd")["seed"] == 1
+    assert plan.model_results("seq_kd", "kim_rush")["seed"] == 1
 
 
 def test_a_fine_tune_needs_seeds_its_init_student_has():
@@ -289,3 +292,71 @@ def test_the_bleu_tokenizer_follows_the_target_language():
                                                    "--chrf-word-order", "2"]
     config["evaluation"]["tokenize"] = "intl"
     assert plan_of(config).bleu_tokenize == "intl"
+
+
+# ---- studies -----------------------------------------------------------------------------------
+KIM_RUSH = ["baseline", "word_kd", "seq_kd", "baseline_seqinter", "seqkd_seqinter",
+            "seqkd_wordkd", "seqkd_seqinter_wordkd"]
+
+
+def test_the_default_run_builds_the_kim_rush_study_only(plan):
+    assert list(plan.studies) == ["kim_rush"] and list(plan.students) == KIM_RUSH
+    assert plan.report_targets()[:2] == [f"{R}/tables/kim_rush.md",
+                                         f"{R}/plots/kim_rush/bleu_speed_float32.png"]
+    assert not any("selection" in path for path in plan.report_targets())
+    assert plan.tested_pairs() == [(name, "baseline") for name in KIM_RUSH[1:]]
+
+
+def test_a_study_brings_its_students_and_what_they_fine_tune_from():
+    config = base_config()
+    config["study"] = "word_level"
+    plan = plan_of(config)
+    assert list(plan.students) == ["baseline", "word_kd", "seq_kd", "annealing_kd_stage1",
+                                   "annealing_kd", "selective_kd_batch", "selective_kd_global"]
+    # stage I is trained (annealing_kd starts from it) but is no row of the study
+    assert "annealing_kd_stage1" not in plan.study_models()
+    assert plan.training_inputs("annealing_kd")["init"] == (
+        f"{R}/models/annealing_kd_stage1/model.pt")
+    assert plan.training_inputs("annealing_kd_stage1")["teacher"] == (
+        f"{R}/models/teacher/model.pt")  # a live teacher: the full-vocabulary logits
+    assert plan.training_inputs("selective_kd_global")["teacher_signals"] == (
+        f"{R}/signals/teacher/gold.top8")  # the signals Word-KD reads too
+    assert plan.students["selective_kd_global"].training["loss"] == {
+        "name": "selective_kd", "strategy": "global", "rate": 0.5, "queue_size": 30000,
+        "label_smoothing": 0.1, "teacher_topk": 8}
+    assert f"{R}/plots/word_level/selection.png" in plan.report_targets()
+    assert plan.comparison_manifest()["paper"]["rows"]["selective_kd_global"] == 28.57
+
+
+def test_two_studies_share_their_common_students():
+    config = base_config()
+    config["study"] = "kim_rush,word_level"
+    plan = plan_of(config)
+    assert list(plan.studies) == ["kim_rush", "word_level"]
+    assert len(plan.students) == 7 + 4  # baseline, word_kd and seq_kd trained once
+    assert plan.comparison_manifest("word_level")["models"][1]["speed"]["int8"] == (
+        f"{R}/speed/word_level/student.int8.json")
+    assert plan.speed_groups("word_level")["student"] == [
+        "baseline", "word_kd", "seq_kd", "annealing_kd", "selective_kd_batch",
+        "selective_kd_global"]
+    # one significance test per (student, baseline), whichever studies share it
+    assert plan.tested_pairs().count(("word_kd", "baseline")) == 1
+    config["study"] = ["word_level", "kim_rush"]
+    assert list(plan_of(config).studies) == ["word_level", "kim_rush"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda c: c.update(study="word_levle"),
+     "config error at study: unknown study 'word_levle' (known: kim_rush, word_level)"),
+    (lambda c: c["studies"]["word_level"]["students"].append("tie_kd"),
+     "config error at studies.word_level.students[6]: unknown student 'tie_kd'"),
+    (lambda c: c["studies"]["word_level"].update(baseline="seqkd_seqinter"),
+     "config error at studies.word_level.baseline: 'seqkd_seqinter' is not among the study's"),
+    (lambda c: c["students"].append({"name": "lonely", "data": "gold", "loss": "nll"}),
+     "config error at students[11]: 'lonely' is in no study: add it to the students of one "
+     "of studies.kim_rush, studies.word_level"),
+])
+def test_study_errors_name_their_key(change, expected):
+    config = base_config()
+    change(config)
+    assert_plan_fails(config, expected)

@@ -83,6 +83,14 @@ def test_plots_are_drawn_from_the_comparison(tmp_path):
     agreement = (plots / "agreement_bleu.svg").read_text()
     assert "seq_kd" in agreement and ">teacher<" not in agreement  # TA is 100 by definition
     assert "baseline" in (plots / "validation_curves.svg").read_text()
+    selective = tmp_path / "selective.training.json"
+    selective.write_text(json.dumps({"train_curve": [
+        {"update": 10, "train_nll": 3.0, "train_threshold": 2.5, "train_selected": 0.5},
+        {"update": 20, "train_nll": 2.0, "train_threshold": 2.0, "train_selected": 0.5}]}))
+    write_plots(pd.read_csv(csv), {"selective_kd_global": str(selective), **trainings}, context,
+                [plots / "selection.svg"])
+    drawn = (plots / "selection.svg").read_text()
+    assert "selective_kd_global" in drawn and ">baseline<" not in drawn  # no threshold logged
 
 
 def test_an_unknown_plot_is_refused_and_nothing_is_written(tmp_path):
@@ -92,7 +100,7 @@ def test_an_unknown_plot_is_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(NmtkdError, match="bleu_colour.png: not a plot this command draws"):
         write_plots(pd.read_csv(csv), {}, context, outputs)
     assert not outputs[0].exists()
-    with pytest.raises(NmtkdError, match="t.json: no validation history"):
+    with pytest.raises(NmtkdError, match="t.json: no history"):
         (tmp_path / "t.json").write_text("{}")
         write_plots(pd.read_csv(csv), {"t": str(tmp_path / "t.json")}, context,
                     [tmp_path / "p" / "validation_curves.svg"])

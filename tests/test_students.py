@@ -386,7 +386,7 @@ class TagCounter(HTMLParser):
 def assert_report_renders(workdir, config):
     """The plots under results/<experiment>/plots/, and `snakemake --report` embedding them,
     the comparison page and every caption in a page that parses as HTML."""
-    plots = workdir / "results/tiny/plots"
+    plots = workdir / "results/tiny/plots/kim_rush"
     for name in PLOTS:
         assert (plots / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert "word_kd" in (plots / f"{name}.svg").read_text()
@@ -399,8 +399,8 @@ def assert_report_renders(workdir, config):
     for name, caption_words in PLOTS.items():
         assert f"{name}.png" in page and caption_words in page, name
     assert page.count("iVBORw0KGgo") >= len(PLOTS)  # each PNG embedded (base64 of its header)
-    assert "comparison.html" in page and "seqkd_seqinter_wordkd" in page
-    assert "Comparison: tiny" in page and "(en → de)" in page  # the description, rendered
+    assert "kim_rush.html" in page and "seqkd_seqinter_wordkd" in page
+    assert "Comparison: tiny, study kim_rush" in page and "(en → de)" in page  # description
 
 
 
@@ -412,9 +412,10 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
                                                valid_interval=100))
     config["students"][1]["seeds"] = [1, 2]  # word_kd: two runs, pooled in the tables
     config["distill"].update({"chunks": 2, "max_length": 100})
+    with_word_level_study(config)
     run_snakemake(tmp_path, config, "--cores", "2")
     tables = tmp_path / "results/tiny/tables"
-    frame = pd.read_csv(tables / "comparison.csv")
+    frame = pd.read_csv(tables / "kim_rush.csv")
     expected = ["teacher", "baseline", "word_kd/seed1", "word_kd/seed2", "seq_kd",
                 "baseline_seqinter", "seqkd_seqinter", "seqkd_wordkd", "seqkd_seqinter_wordkd"]
     assert list(frame["model"]) == expected
@@ -431,10 +432,10 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
     assert (frame["size_int8_mb"] < frame["size_float32_mb"]).all()
     assert (frame["tok_s_int8"] > 0).all() and (frame["bleu_beam"] > 0).all()
     assert (frame.loc[frame["model"] != "teacher", "top1_agreement"] < 100).all()
-    test = json.loads((tmp_path / "results/tiny/eval/word_kd/test_2016_flickr.significance.json"
-                       ).read_text())
+    test = json.loads((tmp_path / "results/tiny/eval/word_kd/"
+                       "test_2016_flickr.vs_baseline.significance.json").read_text())
     assert (test["runs"], test["baseline_runs"], test["sentences"]) == (2, 1, 200)
-    markdown = (tables / "comparison.md").read_text()
+    markdown = (tables / "kim_rush.md").read_text()
     for name in ("teacher", "baseline", "word_kd", "seq_kd", "seqkd_seqinter_wordkd"):
         assert f"| {name} " in markdown
     lines = [line for line in markdown.split("## test_2016_flickr")[1].splitlines()
@@ -444,14 +445,68 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
         line for line in lines if line.startswith("| word_kd ")).split("|")[1:-1]], strict=True))
     assert word_kd["Seeds"] == "2" and " ± " in word_kd["BLEU K=5"]
     assert "BLEU signature: `nrefs:1" in markdown
+    assert "## Reported in the paper, for orientation" in markdown and "| 17.6 " in markdown
+    assert not (tmp_path / "results/tiny/models/selective_kd_batch").exists()  # not this study
     summary = json.loads((tmp_path / "results/tiny/models/seqkd_seqinter/training.json")
                          .read_text())
     assert summary["updates"] == 40  # fine-tuning ran its own schedule
     assert_report_renders(tmp_path, config)
     # rerun only the report
-    before = (tables / "comparison.csv").stat().st_mtime_ns
-    rerun = run_snakemake(tmp_path, config, "--cores", "2", "results/tiny/tables/comparison.md",
+    before = (tables / "kim_rush.csv").stat().st_mtime_ns
+    rerun = run_snakemake(tmp_path, config, "--cores", "2", "results/tiny/tables/kim_rush.md",
                           "--forcerun", "comparison_tables")
     assert "rule comparison_tables" in rerun.stdout + rerun.stderr
     assert "rule train_model" not in rerun.stdout + rerun.stderr
-    assert (tables / "comparison.csv").stat().st_mtime_ns > before
+    assert (tables / "kim_rush.csv").stat().st_mtime_ns > before
+    assert_word_level_study_reuses_the_experiment(tmp_path, config)
+
+
+WORD_LEVEL = ["baseline", "word_kd", "seq_kd", "annealing_kd", "selective_kd_batch",
+              "selective_kd_global"]
+
+
+def with_word_level_study(config):
+    """The tiny config with the default config's two studies; word_level's own students on
+    tiny schedules."""
+    default = base_config()
+    own = {"annealing_kd_stage1", "annealing_kd", "selective_kd_batch", "selective_kd_global"}
+    config["students"] += [s for s in default["students"] if s["name"] in own]
+    config["students"][-4]["training"] = {"max_updates": 100, "average_last": 0,
+                                          "valid_interval": 50}  # annealing stage I
+    config["students"][-3]["training"] = {"lr": 3e-4, "warmup": 10, "max_updates": 40,
+                                          "valid_interval": 20}  # stage II
+    config["losses"]["selective_kd"]["queue_size"] = 2000
+    config["studies"] = {"kim_rush": default["studies"]["kim_rush"],
+                         "word_level": {**default["studies"]["word_level"],
+                                        "students": WORD_LEVEL}}
+    config["study"] = "kim_rush"
+    return config
+
+
+def assert_word_level_study_reuses_the_experiment(workdir, config):
+    """`--config study=word_level` trains the study's own students only and writes its
+    tables and plots, Selective KD's selection included."""
+    models = workdir / "results/tiny/models"
+    shared = {name: (models / name / "model.pt").stat().st_mtime_ns
+              for name in ("teacher", "baseline", "word_kd/seed1", "seq_kd")}
+    signals = workdir / "results/tiny/signals/teacher/gold.top8/meta.json"
+    signals_time = signals.stat().st_mtime_ns
+    run_snakemake(workdir, config, "--cores", "2", "--config", "study=word_level", write=False)
+    assert {name: (models / name / "model.pt").stat().st_mtime_ns for name in shared} == shared
+    assert signals.stat().st_mtime_ns == signals_time  # Word-KD's signals, reused
+    frame = pd.read_csv(workdir / "results/tiny/tables/word_level.csv")
+    assert list(frame["student"].drop_duplicates()) == ["teacher", *WORD_LEVEL]
+    assert frame["bleu_beam"].notna().all() and (frame["tok_s_fixed_int8"] > 0).all()
+    stage_one = json.loads((models / "annealing_kd_stage1/training.json").read_text())
+    assert stage_one["criterion"] == "annealing_kd" and stage_one["updates"] == 100
+    assert stage_one["final_model"].startswith("best checkpoint")  # stage II starts from it
+    for strategy in ("batch", "global"):
+        terms = json.loads((models / f"selective_kd_{strategy}/training.json").read_text())[
+            "train_terms"]
+        assert 0 < terms["selected"] <= 1 and terms["threshold"] > 0
+        if strategy == "batch":  # ⌈rN⌉ of every batch's N tokens, ties included
+            assert terms["selected"] >= 0.5
+    selection = (workdir / "results/tiny/plots/word_level/selection.svg").read_text()
+    assert "selective_kd_batch" in selection and "selective_kd_global" in selection
+    markdown = (workdir / "results/tiny/tables/word_level.md").read_text()
+    assert "Wang et al. 2021" in markdown and "| 28.57 " in markdown

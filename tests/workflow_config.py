@@ -40,6 +40,7 @@ def tiny_config(experiment: str, data: dict[str, Any], **training: Any) -> dict[
                                   "resources": {"threads": 1, "mem_mb": 2000, "runtime": 30}}
     config["students"] = []  # the teacher only; see with_default_students
     config["comparison"] = {}
+    del config["studies"], config["study"]  # one study, `comparison`, of every student
     return config
 
 
@@ -54,7 +55,9 @@ def synthetic_data(synthetic: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
 
 def with_default_students(config: dict[str, Any], **fine_tuning: Any) -> dict[str, Any]:
     """The default config's students (Kim & Rush's rows), fine-tuning shortened."""
-    config["students"] = base_config()["students"]
+    default = base_config()
+    config["students"] = [student for student in default["students"]
+                          if student["name"] in default["studies"]["kim_rush"]["students"]]
     config["comparison"] = {"baseline": "baseline"}
     # another seed than the teacher's: in the tiny config the baseline has the teacher's size
     config["student_defaults"]["training"] = {"seed": 2}
@@ -62,6 +65,14 @@ def with_default_students(config: dict[str, Any], **fine_tuning: Any) -> dict[st
         if "init" in student:
             student["training"] = {"lr": 3e-4, "warmup": 10, "max_updates": 40,
                                    "valid_interval": 20, **fine_tuning}
+    return config
+
+
+def add_student(config: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Append a student to the config, and to every study if it has studies."""
+    config["students"].append(entry)
+    for study in config.get("studies", {}).values():
+        study["students"].append(entry["name"])
     return config
 
 

@@ -165,8 +165,9 @@ def cmd_speed(args: argparse.Namespace) -> None:
                  result["tokens_per_second"], result["sentences_per_second"], result["spread"])
 
 
-def saved_plan(path: str) -> Any:
-    """The plan of a run's saved config (results/<experiment>/config.yaml)."""
+def saved_plan(path: str, study: str | None = None) -> Any:
+    """The plan of a run's saved config (results/<experiment>/config.yaml), with `study`
+    selected if given (the saved config selects none: every study)."""
     from nmtkd.configfiles import load_yaml, schema_error
     from nmtkd.plan import build_plan
 
@@ -174,6 +175,8 @@ def saved_plan(path: str) -> Any:
     problem = schema_error(config, default_schema())
     if problem:
         raise NmtkdError(f"{path}: {problem}")
+    if study is not None:
+        config["study"] = study
     return build_plan(config)
 
 
@@ -182,12 +185,12 @@ def cmd_plots(args: argparse.Namespace) -> None:
 
     from nmtkd.plots import write_plots
 
-    plan = saved_plan(args.config)
+    plan = saved_plan(args.config, args.study)
     try:
         frame = pd.read_csv(args.comparison)
     except (OSError, ValueError) as error:
         raise NmtkdError(f"{args.comparison}: cannot read the comparison ({error})") from None
-    write_plots(frame, plan.training_summaries(), plan.plot_context(),
+    write_plots(frame, plan.training_summaries(args.study), plan.plot_context(),
                 [Path(p) for p in args.outputs])
     log.info("wrote %s", ", ".join(args.outputs))
 
@@ -197,7 +200,7 @@ def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
     if (args.config is None) == (args.manifest is None):
         raise NmtkdError("give either --config (a run's saved config) or --manifest")
     if args.config is not None:
-        return saved_plan(args.config).comparison_manifest()
+        return saved_plan(args.config, args.study).comparison_manifest(args.study)
     text = args.manifest
     if not text.lstrip().startswith("{"):  # a file name
         try:

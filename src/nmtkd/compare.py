@@ -194,11 +194,37 @@ def table_notes(manifest: dict[str, Any]) -> str:
         "model's time is in that model's row).")
 
 
+def title(manifest: dict[str, Any]) -> str:
+    study = manifest.get("study")
+    suffix = f", study {study}" if study and study != "comparison" else ""
+    return f"Comparison: {manifest.get('experiment', '')}{suffix}"
+
+
+PAPER_HEADING = "Reported in the paper, for orientation"
+
+
+def paper_section(manifest: dict[str, Any]) -> tuple[str, pd.DataFrame] | None:
+    """The study's paper numbers (its own data and models: not comparable with the rows
+    above), as a note and a table, or None."""
+    paper = manifest.get("paper")
+    if not paper:
+        return None
+    rows = pd.DataFrame({"Model": list(paper["rows"]),
+                         f"{paper.get('metric', 'BLEU')} (paper)": list(paper["rows"].values())})
+    note = (f"{paper['source']}. On the paper's data and models, not comparable with the "
+            "numbers above: compare orderings, not values.")
+    return note, rows
+
+
 def markdown(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     testsets, beam = manifest["testsets"], manifest["beam_size"]
     table = overview(summary, testsets, beam).to_markdown(index=False, floatfmt=".2f")
-    lines = [f"# Comparison: {manifest.get('experiment', '')}", "", table_notes(manifest), "",
+    lines = [f"# {title(manifest)}", "", table_notes(manifest), "",
              "## Overview", "", table, ""]
+    paper = paper_section(manifest)
+    if paper:
+        lines += [f"## {PAPER_HEADING}", "", paper[0], "",
+                  paper[1].to_markdown(index=False), ""]
     for testset in testsets:
         rows = display(summary[summary["testset"] == testset], beam)
         lines += [f"## {testset}", "", rows.to_markdown(index=False, floatfmt=".2f"), ""]
@@ -232,11 +258,15 @@ def html(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -
     testsets, beam = manifest["testsets"], manifest["beam_size"]
     tables = [("Overview", overview(summary, testsets, beam))] + [
         (testset, display(summary[summary["testset"] == testset], beam)) for testset in testsets]
-    parts = [f"<h1>Comparison: {escape(manifest.get('experiment', ''))}</h1>",
-             f"<p>{escape(table_notes(manifest))}</p>"]
-    for title, table in tables:
-        parts += [f"<h2>{escape(title)}</h2>",
-                  table.to_html(index=False, na_rep="", float_format="{:.2f}".format)]
+    paper = paper_section(manifest)
+    if paper:
+        tables.insert(1, (PAPER_HEADING, paper[1]))
+    parts = [f"<h1>{escape(title(manifest))}</h1>", f"<p>{escape(table_notes(manifest))}</p>"]
+    for heading, table in tables:
+        parts += [f"<h2>{escape(heading)}</h2>"]
+        if paper and heading == PAPER_HEADING:
+            parts += [f"<p>{escape(paper[0])}</p>"]
+        parts += [table.to_html(index=False, na_rep="", float_format="{:.2f}".format)]
     parts += [f"<p>{escape(line.strip())}</p>" for line in signature_lines(frame)]
     body = "\n".join(parts)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Comparison</title>"

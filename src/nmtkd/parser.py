@@ -281,6 +281,8 @@ def _report_commands(command) -> None:
     p = command("compare", "Write the comparison tables (Markdown, CSV, LaTeX)")
     add_path(p, "--config", INPUT, help="a run's saved config (results/<experiment>/"
              "config.yaml): the tables of its plan")
+    p.add_argument("--study", help="with --config: the study whose tables to write (default: "
+                   "the first selected)")
     p.add_argument("--manifest", help="instead of --config: JSON (or a JSON file) naming each "
                    "model's result files")
     add_path(p, "--markdown", OUTPUT, required=True)
@@ -293,7 +295,8 @@ def _report_commands(command) -> None:
                 "agreement_bleu")
     add_path(p, "--config", INPUT, required=True, help="the run's saved config (its models' "
              "training summaries)")
-    add_path(p, "--comparison", INPUT, required=True, help="tables/comparison.csv")
+    p.add_argument("--study", help="the study to draw (default: the first selected)")
+    add_path(p, "--comparison", INPUT, required=True, help="the study's tables/<study>.csv")
     add_path(p, "--outputs", OUTPUT, nargs="+", required=True, help="<plot>.png or <plot>.svg")
 
     p = command("check-config", "Check config files as the workflow reads them (the first, "

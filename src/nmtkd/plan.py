@@ -20,6 +20,7 @@ from nmtkd.plan_models import (
     student_plans,
     teacher_plans,
 )
+from nmtkd.studies import Study, configured_studies, needed_students, selected_names
 
 __all__ = ["DEFAULT_MAX_POSITIONS", "TEACHER", "ConfigError", "ModelPlan", "Plan", "Resources",
            "build_plan"]
@@ -30,7 +31,7 @@ class Plan:
     config: dict[str, Any]
     teachers: dict[str, ModelPlan]  # the first is the primary: the tables compare against it
     students: dict[str, ModelPlan]  # one per run: <student>, or <student>/seed<k> per seed
-    baseline: str | None  # the run the Δ columns compare against
+    studies: dict[str, Study]  # the selected studies: each its tables, plots and baseline
     speed_testset: str
 
     # ---- names ---------------------------------------------------------------------------------
@@ -125,22 +126,26 @@ class Plan:
         return ["--compute-type", self.compute_type(name, quant)]
 
     # ---- speed -------------------------------------------------------------------------------
-    @property
-    def speed_groups(self) -> dict[str, list[str]]:
-        """Models measured together: those of one preset (architecture)."""
+    def speed_groups(self, study: str | None = None) -> dict[str, list[str]]:
+        """Models measured together: a study's models of one preset (architecture)."""
         groups: dict[str, list[str]] = {}
-        for name in self.models:
+        for name in self.study_models(study):
             groups.setdefault(self.model(name).preset, []).append(name)
         return groups
 
-    def speed_file(self, preset: str, quant: str) -> str:
-        return f"{self.results}/speed/{preset}.{quant}.json"
+    @property
+    def presets(self) -> list[str]:
+        return list(dict.fromkeys(self.model(name).preset for name in self.models))
 
-    def speed_models(self, preset: str, quant: str) -> dict[str, dict[str, str]]:
-        """`nmtkd speed --models`: each model of a preset, its CT2 directory and compute type."""
+    def speed_file(self, study: str, preset: str, quant: str) -> str:
+        return f"{self.results}/speed/{study}/{preset}.{quant}.json"
+
+    def speed_models(self, study: str, preset: str, quant: str) -> dict[str, dict[str, str]]:
+        """`nmtkd speed --models`: each model of a study's preset, its CT2 directory and
+        compute type."""
         return {name: {"model": self.ct2_model(name, quant),
                        "compute_type": self.compute_type(name, quant)}
-                for name in self.speed_groups[preset]}
+                for name in self.speed_groups(study)[preset]}
 
     def length_bound_arguments(self) -> list[str]:
         """`nmtkd translate` / `speed` arguments: the source-relative length bound."""
@@ -237,23 +242,39 @@ class Plan:
         """A teacher's top-k on a student corpus (one artifact per teacher, corpus and k)."""
         return f"{self.results}/signals/{teacher}/{corpus}.top{k}"
 
-    # ---- evaluation and tables -----------------------------------------------------------------
+    # ---- studies -------------------------------------------------------------------------------
+    def study(self, name: str | None = None) -> Study:
+        """A selected study (default: the first)."""
+        return self.studies[name] if name else next(iter(self.studies.values()))
+
+    def study_models(self, study: str | None = None) -> list[str]:
+        """A study's rows: every teacher, then each of its students' runs."""
+        return [*self.teachers, *(run for student in self.study(study).students
+                                  for run in self.runs_of(student))]
+
     @property
     def baseline_student(self) -> str | None:
-        """The student the Δ columns and the significance tests compare against."""
-        return self.model(self.baseline).student if self.baseline else None
+        """The first study's baseline student."""
+        return self.study().baseline
+
+    @property
+    def baseline(self) -> str | None:
+        """The first run of the first study's baseline."""
+        runs = self.runs_of(self.baseline_student) if self.baseline_student else []
+        return runs[0] if runs else None
 
     def runs_of(self, student: str) -> list[str]:
         """The models of a student: its one run, or one per seed."""
         return [name for name, run in self.students.items() if run.student == student]
 
-    @property
-    def tested_students(self) -> list[str]:
-        """Students tested against the baseline (all but the baseline itself)."""
-        if self.baseline_student is None:
-            return []
-        return list(dict.fromkeys(run.student for run in self.students.values()
-                                  if run.student != self.baseline_student))
+    def tested_pairs(self) -> list[tuple[str, str]]:
+        """(student, baseline) of every significance test: each study's students against its
+        baseline."""
+        pairs = [(student, study.baseline) for study in self.studies.values()
+                 if study.baseline for student in study.students if student != study.baseline]
+        return list(dict.fromkeys(pairs))
+
+    # ---- evaluation and tables -----------------------------------------------------------------
 
     @property
     def bleu_tokenize(self) -> str:
@@ -267,8 +288,9 @@ class Plan:
         return ["--tokenize", self.bleu_tokenize,
                 "--chrf-word-order", str(self.config["evaluation"]["chrf_word_order"])]
 
-    def significance_metadata(self, student: str, testset: str) -> dict[str, str]:
-        return {"system": student, "baseline": self.baseline_student, "testset": testset}
+    @staticmethod
+    def significance_metadata(student: str, baseline: str, testset: str) -> dict[str, str]:
+        return {"system": student, "baseline": baseline, "testset": testset}
 
     def evaluation_metadata(self, quant: str, beam: str | int) -> dict[str, Any]:
         """What an evaluation JSON records of its decoding."""
@@ -279,17 +301,17 @@ class Plan:
     def translation(self, name: str, testset: str, quant: str, beam: int) -> str:
         return f"{self.results}/translations/{name}/{testset}.{quant}.beam{beam}.{self.tgt}"
 
-    def significance_file(self, student: str, testset: str) -> str:
-        return f"{self.results}/eval/{student}/{testset}.significance.json"
+    def significance_file(self, student: str, baseline: str, testset: str) -> str:
+        return f"{self.results}/eval/{student}/{testset}.vs_{baseline}.significance.json"
 
-    def significance_inputs(self, student: str, testset: str) -> dict[str, Any]:
+    def significance_inputs(self, student: str, baseline: str, testset: str) -> dict[str, Any]:
         """A student's and the baseline's K=beam float32 outputs (every run) and the
         references of one test set."""
         def outputs(of: str) -> list[str]:
             return [self.translation(run, testset, "float32", self.beam)
                     for run in self.runs_of(of)]
 
-        return {"system": outputs(student), "baseline": outputs(self.baseline_student),
+        return {"system": outputs(student), "baseline": outputs(baseline),
                 "references": f"{self.results}/data/raw/{testset}.{self.tgt}"}
 
     def reference_teacher(self, name: str) -> str:
@@ -314,10 +336,10 @@ class Plan:
     def training_benchmark(self, name: str) -> str:
         return f"{self.results}/benchmarks/train_model/{name}.tsv"
 
-    def model_results(self, name: str) -> dict[str, Any]:
-        """One model's entry of the comparison manifest: the files its row is read from."""
+    def model_results(self, name: str, study: str) -> dict[str, Any]:
+        """One model's entry of a study's manifest: the files its row is read from."""
         results, quants = self.results, self.config["export"]["quantizations"]
-        model = self.model(name)
+        model, baseline = self.model(name), self.study(study).baseline
         ct2 = {q: None if model.ct2_only else f"{results}/models/{name}/ct2_{q}"
                for q in ("float32", "int8") if q in quants}
         if model.ct2_only:
@@ -329,7 +351,7 @@ class Plan:
             "training": f"{results}/models/{name}/training.json" if model.trained else None,
             "benchmark": self.training_benchmark(name) if model.trained else None,
             "ct2": ct2,
-            "speed": {q: self.speed_file(model.preset, q)
+            "speed": {q: self.speed_file(study, model.preset, q)
                       for q in ("float32", "int8") if q in quants},
             "speed_key": name,
             "eval": {testset: {
@@ -340,50 +362,74 @@ class Plan:
             } for testset in self.testsets},
             "agreement": {testset: f"{evaluations}/{testset}.agreement.json"
                           for testset in self.testsets} if self.has_agreement(name) else {},
-            "significance": {testset: self.significance_file(model.student, testset)
+            "significance": {testset: self.significance_file(model.student, baseline, testset)
                              for testset in self.testsets}
-            if model.student in self.tested_students else {},
+            if baseline and name in self.students and model.student != baseline else {},
         }
 
-    def comparison_manifest(self) -> dict[str, Any]:
-        """Every model's result files, for `nmtkd compare`."""
+    def comparison_manifest(self, study: str | None = None) -> dict[str, Any]:
+        """A study's models and their result files, for `nmtkd compare`."""
         from nmtkd.speed import protocol_text
+
+        chosen = self.study(study)
+        baseline_runs = self.runs_of(chosen.baseline) if chosen.baseline else []
 
         speed = self.config["evaluation"]["speed"]
         timing = (protocol_text(speed["repeats"], speed["sentences"]) + "; the models of one "
                   "preset and quantization measured in one job")
-        return {"experiment": self.experiment, "teacher": self.teacher.name,
-                "baseline": self.baseline, "baseline_student": self.baseline_student,
+        return {"experiment": self.experiment, "study": chosen.name, "paper": chosen.paper,
+                "teacher": self.teacher.name,
+                "baseline": baseline_runs[0] if baseline_runs else None,
+                "baseline_student": chosen.baseline,
                 "bootstrap_samples": self.config["evaluation"]["significance"][
                     "bootstrap_samples"],
                 "beam_size": self.beam, "testsets": self.testsets,
                 "length_bound": "{max_len_a}·|x| + {max_len_b} pieces per batch".format(
                     **self.config["decoding"]),
                 "speed_testset": self.speed_testset,
-                "models": [self.model_results(name) for name in self.models],
+                "models": [self.model_results(name, chosen.name)
+                           for name in self.study_models(chosen.name)],
                 "speed_settings": f"beam {speed['beam_size']}, batch {speed['batch_size']}, "
                                   f"{speed['threads']} threads, {timing}"}
 
     # ---- plots -----------------------------------------------------------------------------------
-    def plot_files(self, fmt: str) -> list[str]:
-        """The plots of the comparison (`results/<experiment>/plots/<plot>.<fmt>`): BLEU against
-        speed per exported quantization, against size, validation curves, TA against BLEU."""
+    def table_file(self, study: str, fmt: str) -> str:
+        return f"{self.results}/tables/{study}.{fmt}"
+
+    def plot_names(self) -> list[str]:
+        """BLEU against speed per exported quantization, against size, validation curves, TA
+        against BLEU."""
         quants = self.config["export"]["quantizations"]
         names = [f"bleu_speed_{q}" for q in ("float32", "int8") if q in quants]
-        names += ["bleu_size", "validation_curves", "agreement_bleu"]
-        return [f"{self.results}/plots/{name}.{fmt}" for name in names]
+        return names + ["bleu_size", "validation_curves", "agreement_bleu"]
 
-    def training_summaries(self) -> dict[str, str]:
-        """Each trained run's `training.json` (its validation history), by run name."""
+    def plot_files(self, study: str, fmt: str) -> list[str]:
+        """A study's plots: `results/<experiment>/plots/<study>/<plot>.<fmt>`."""
+        return [f"{self.results}/plots/{study}/{name}.{fmt}" for name in self.plot_names()]
+
+    def training_summaries(self, study: str | None = None) -> dict[str, str]:
+        """Each trained run of a study's `training.json` (its validation history), by run."""
         return {name: f"{self.results}/models/{name}/training.json"
-                for name in self.models if self.model(name).trained}
+                for name in self.study_models(study) if self.model(name).trained}
+
+    def selection_plot(self, study: str, fmt: str) -> list[str]:
+        """Selective KD's threshold and share per update, for a study with such students."""
+        selective = any(self.model(name).loss_name == "selective_kd"
+                        for name in self.study_models(study))
+        return [f"{self.results}/plots/{study}/selection.{fmt}"] if selective else []
+
+    def report_targets(self) -> list[str]:
+        """What `all` builds of the selected studies: their tables and plots."""
+        return [path for study in self.studies for path in (
+            self.table_file(study, "md"), *self.plot_files(study, "png"),
+            *self.selection_plot(study, "png"))]
 
     def plot_context(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "teacher": self.teacher.name, "beam": self.beam,
                 "speed_testset": self.speed_testset}
 
-    def comparison_inputs(self) -> list[str]:
-        """Every file of this experiment the manifest names (directories included)."""
+    def comparison_inputs(self, study: str | None = None) -> list[str]:
+        """Every file of this experiment a study's manifest names (directories included)."""
         files: list[str] = []
 
         def collect(value: Any) -> None:
@@ -393,7 +439,7 @@ class Plan:
             elif isinstance(value, str) and value.startswith(self.results):
                 files.append(value)
 
-        for model in self.comparison_manifest()["models"]:
+        for model in self.comparison_manifest(study)["models"]:
             collect({k: v for k, v in model.items()
                      if k not in ("name", "data", "loss", "init", "student")})
         return files
@@ -437,21 +483,10 @@ def build_plan(config: dict[str, Any]) -> Plan:
                           f"(known: {', '.join(testsets)})")
     check_teachers(config, teachers)
     students = student_plans(config, teachers)
-    check_students(config, teachers, students)
-    runs = seed_runs(students)
-    baseline = default_baseline(config, students)
-    baseline_runs = [name for name, run in runs.items() if run.student == baseline]
-    return Plan(config=config, teachers=teachers, students=runs,
-                baseline=baseline_runs[0] if baseline_runs else None,
+    studies = configured_studies(config, students)
+    selected = {name: studies[name] for name in selected_names(config, studies)}
+    needed = needed_students(list(selected.values()), students)
+    check_students(config, teachers, students, needed)
+    runs = seed_runs({name: students[name] for name in needed})
+    return Plan(config=config, teachers=teachers, students=runs, studies=selected,
                 speed_testset=speed_testset)
-
-
-def default_baseline(config: dict[str, Any], students: dict[str, ModelPlan]) -> str | None:
-    """The comparison's baseline: as configured, else the first student trained from scratch
-    on gold data with the plain NLL loss."""
-    if "baseline" in config.get("comparison", {}):
-        return config["comparison"]["baseline"]
-    for name, student in students.items():
-        if student.parts == ("gold",) and student.init is None and student.loss_name == "nll":
-            return name
-    return None

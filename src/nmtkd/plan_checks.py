@@ -107,8 +107,12 @@ def check_teacher_training(config: dict[str, Any], teacher: ModelPlan) -> None:
 
 
 def check_students(config: dict[str, Any], teachers: dict[str, ModelPlan],
-                   students: dict[str, ModelPlan]) -> None:
+                   students: dict[str, ModelPlan], planned: list[str] | None = None) -> None:
+    """Every student's settings (`planned`: only those, e.g. the selected studies' students;
+    the others may need what this run lacks, such as a teacher's torch checkpoint)."""
     for index, student in enumerate(students.values()):
+        if planned is not None and student.name not in planned:
+            continue
         key = student.key
         entry = config["students"][index]
         teacher = teachers[student.teacher]

@@ -129,15 +129,38 @@ def agreement_bleu(summary: pd.DataFrame, context: dict[str, Any]) -> Figure:
     return figure
 
 
-def read_histories(trainings: dict[str, str]) -> dict[str, list[dict[str, float]]]:
-    """Each trained model's validation records (update, valid_bleu, valid_nll)."""
-    histories = {}
+def selection_curves(curves: dict[str, list[dict[str, float]]],
+                     context: dict[str, Any]) -> Figure:
+    """Selective KD's threshold and selected share per update (Wang et al.'s Figure 6)."""
+    figure, (threshold, share) = plt.subplots(1, 2, figsize=(12, 5))
+    for name, curve in curves.items():
+        points = [record for record in curve if "train_threshold" in record]
+        if points:
+            updates = [record["update"] for record in points]
+            threshold.plot(updates, [r["train_threshold"] for r in points], label=name)
+            share.plot(updates, [100 * r["train_selected"] for r in points], label=name)
+    threshold.set_ylabel("selection threshold (student NLL of the gold token)")
+    share.set_ylabel("distilled tokens (% of the batch)")
+    for axes in (threshold, share):
+        axes.set_xlabel("update")
+    threshold.legend(fontsize=8)
+    figure.suptitle(f"Selective KD: which tokens are distilled, {context['experiment']}")
+    return figure
+
+
+def read_trainings(trainings: dict[str, str], key: str,
+                   optional: bool = False) -> dict[str, list[dict[str, float]]]:
+    """Each trained model's `key` records: its validation `history` or its `train_curve`
+    (`optional`: a summary without it, e.g. written before it existed, adds nothing)."""
+    found = {}
     for name, path in trainings.items():
         try:
-            histories[name] = json.loads(Path(path).read_text())["history"]
+            summary = json.loads(Path(path).read_text())
+            if key in summary or not optional:
+                found[name] = summary[key]
         except (OSError, json.JSONDecodeError, KeyError) as error:
-            raise NmtkdError(f"{path}: no validation history ({error})") from None
-    return histories
+            raise NmtkdError(f"{path}: no {key} ({error})") from None
+    return found
 
 
 def renderers(frame: pd.DataFrame, trainings: dict[str, str],
@@ -147,7 +170,10 @@ def renderers(frame: pd.DataFrame, trainings: dict[str, str],
     return {"bleu_speed_float32": lambda: bleu_speed(summary, "float32", context),
             "bleu_speed_int8": lambda: bleu_speed(summary, "int8", context),
             "bleu_size": lambda: bleu_size(summary, context),
-            "validation_curves": lambda: validation_curves(read_histories(trainings), context),
+            "validation_curves": lambda: validation_curves(
+                read_trainings(trainings, "history"), context),
+            "selection": lambda: selection_curves(
+                read_trainings(trainings, "train_curve", optional=True), context),
             "agreement_bleu": lambda: agreement_bleu(summary, context)}
 
 

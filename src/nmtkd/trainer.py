@@ -470,6 +470,16 @@ class Trainer:
         self._drop_old_snapshots()
         return self.state
 
+    def train_curve(self, every: int = 10) -> list[dict[str, float]]:
+        """The logged training terms (per target token) of every `every`-th update."""
+        path = self.workdir / "train_log.jsonl"
+        if not path.is_file():
+            return []
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        return [{key: value for key, value in record.items()
+                 if key == "update" or key.startswith("train_")}
+                for record in records if "train_nll" in record and record["update"] % every == 0]
+
     def recent_train_terms(self, updates: int = 100) -> dict[str, float]:
         """The loss and each criterion term per target token over the last `updates` updates
         (token-weighted), from the log; exp of its `nll` is the training perplexity."""
@@ -527,6 +537,7 @@ class Trainer:
             "train_ppl": math.exp(min(terms["nll"], 50)) if "nll" in terms else None,
             "criterion": self.criterion.name,
             "train_terms": terms,
+            "train_curve": self.train_curve(),
             "best_update": state.best_update,
             "history": state.history,
             "stop_reason": state.stop_reason,
