@@ -31,7 +31,7 @@ bench: setup
 	$(BIN)/python bench/decoding_speed.py
 	$(BIN)/python bench/data_prep.py
 	$(BIN)/python bench/cleaning_length.py
-	$(BIN)/python bench/word_kd_speed.py
+	$(BIN)/python bench/kd_step_time.py
 	$(BIN)/python bench/distillation_speed.py
 	$(BIN)/python bench/speed_noise.py
 

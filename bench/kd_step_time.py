@@ -1,11 +1,13 @@
-"""Word-KD training step time against the baseline's (NLL) on the default presets: the teacher
-run on every batch over the full vocabulary (teacher_topk 0), and the teacher's top-k logits
-computed once by the teacher-signals job and read from its memory-mapped files (teacher_topk
-8; the job's one-off cost is reported and added to a whole student run: the real corpus (all
-Multi30k training pairs) and the config's update count). The kNN-KD paper reports Word-KD at
-0.88x the baseline's updates/s.
+"""Training step time of each distillation criterion against the baseline's (NLL) on the
+default presets, in one run, interleaved: Word-KD, Selective KD (batch and global level) and
+Annealing KD stage I, each with the teacher run on every batch over the full vocabulary
+(teacher_topk 0, "live") and, where the method allows, with the teacher's top-k logits computed
+once by the teacher-signals job and read from its memory-mapped files (top-8). The signals
+job's one-off cost is reported and added to a whole Word-KD student run (the real corpus, all
+Multi30k training pairs, and the config's update count). The kNN-KD paper reports Word-KD at
+0.88x and Selective KD at 0.85x the baseline's updates/s.
 
-    python bench/word_kd_speed.py [--updates 20] [--rounds 3] [--threads 1]
+    python bench/kd_step_time.py [--updates 20] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import yaml
 from common import REPO, multi30k_lines
 
 from nmtkd.batching import ParallelData
+from nmtkd.criteria import build_criterion
 from nmtkd.criteria.nll import LabelSmoothedNLL
-from nmtkd.criteria.word_kd import WordKD
 from nmtkd.model import ModelConfig, Transformer
 from nmtkd.spm import Tokenizer, train_spm
 from nmtkd.teacher_signals import TeacherSignals, write_signals
@@ -36,9 +38,12 @@ def make_trainer(cfg: ModelConfig, data: ParallelData, criterion, workdir: Path,
     return Trainer(cfg, settings, data, data, [], None, workdir, criterion=criterion)
 
 
-def word_kd(alpha: float, topk: int, teacher=None, signals=None) -> WordKD:
-    criterion = WordKD(alpha=alpha, teacher_topk=topk)
-    criterion.bind(teacher_model=teacher, teacher_signals=signals)
+def bound(spec: dict, teacher=None, signals=None):
+    """The criterion of a config entry, given the live teacher or the signals it needs."""
+    criterion = build_criterion(spec)
+    live = spec.get("teacher_topk", 0) == 0
+    criterion.bind(teacher_model=teacher if live else None,
+                   teacher_signals=None if live else signals)
     return criterion
 
 
@@ -86,13 +91,27 @@ def main() -> None:
                       torch.device("cpu"), {"teacher": "random", "corpus": "bench"})
         prepare_seconds = time.perf_counter() - started
         torch.set_num_threads(args.threads)
-        criteria = {
-            "baseline (nll)": LabelSmoothedNLL(0.1),
-            "word_kd full vocab": word_kd(alpha, 0, teacher=teacher),
-            "word_kd top-8": word_kd(alpha, 8, signals=TeacherSignals(tmp / "signals")),
+        signals = TeacherSignals(tmp / "signals")
+        losses = config["losses"]
+        entries = {
+            "word_kd live": {**losses["word_kd"], "name": "word_kd", "alpha": alpha,
+                             "teacher_topk": 0},
+            "word_kd top-8": {**losses["word_kd"], "name": "word_kd", "alpha": alpha,
+                              "teacher_topk": 8},
+            "selective batch top-8": {**losses["selective_kd"], "name": "selective_kd",
+                                      "strategy": "batch"},
+            "selective global top-8": {**losses["selective_kd"], "name": "selective_kd",
+                                       "strategy": "global"},
+            "selective batch live": {**losses["selective_kd"], "name": "selective_kd",
+                                     "teacher_topk": 0},
+            "annealing live": {**losses["annealing_kd"], "name": "annealing_kd",
+                               "teacher_topk": 0},
         }
-        trainers = {name: make_trainer(student_cfg, data, criterion, tmp / name.split()[0],
-                                       args.max_tokens, args.threads)
+        criteria = {"baseline (nll)": LabelSmoothedNLL(0.1)}
+        criteria.update({name: bound(entry, teacher, signals) for name, entry in entries.items()})
+        trainers = {name: make_trainer(student_cfg, data, criterion,
+                                       tmp / name.replace(" ", "_"), args.max_tokens,
+                                       args.threads)
                     for name, criterion in criteria.items()}
         batches = next(iter(trainers.values())).epoch_batches(0)
         groups = [[batch] for batch in batches]
@@ -107,10 +126,10 @@ def main() -> None:
     print(f"{len(data)} Multi30k pairs, vocabulary {vocab}, {args.threads} thread(s), "
           f"max_tokens {args.max_tokens}, median of {args.rounds} rounds x {args.updates} "
           "updates")
-    print(f"{'loss':20} {'s/update':>9} {'updates/s':>10} {'x baseline':>11}")
+    print(f"{'loss':24} {'s/update':>9} {'updates/s':>10} {'x baseline':>11}")
     for name, values in times.items():
         seconds = statistics.median(values)
-        print(f"{name:20} {seconds:9.3f} {1 / seconds:10.2f} {base / seconds:11.2f}")
+        print(f"{name:24} {seconds:9.3f} {1 / seconds:10.2f} {base / seconds:11.2f}")
     top8 = statistics.median(times["word_kd top-8"])
     per_sentence = prepare_seconds / len(data)
     # a whole run: the updates at the measured step times, plus the one-off teacher pass
