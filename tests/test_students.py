@@ -3,8 +3,10 @@ tables, student config validation, and the whole chain on the tiny config."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 from collections import Counter
 from html.parser import HTMLParser
 
@@ -399,8 +401,11 @@ def assert_report_renders(workdir, config):
     for name, caption_words in PLOTS.items():
         assert f"{name}.png" in page and caption_words in page, name
     assert page.count("iVBORw0KGgo") >= len(PLOTS)  # each PNG embedded (base64 of its header)
-    assert "kim_rush.html" in page and "seqkd_seqinter_wordkd" in page
-    assert "Comparison: tiny, study kim_rush" in page and "(en → de)" in page  # description
+    assert "(en \\u2192 de)" in page  # the description, rendered (JSON-escaped in the page)
+    table = re.search(r'"data_uri": "data:text/html;charset=utf8;filename=kim_rush.html;'
+                      r'base64,([^"]+)"', page)  # each result is embedded as a data URI
+    table = base64.b64decode(table.group(1)).decode()
+    assert "Comparison: tiny, study kim_rush" in table and "seqkd_seqinter_wordkd" in table
 
 
 
@@ -445,7 +450,8 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
         line for line in lines if line.startswith("| word_kd ")).split("|")[1:-1]], strict=True))
     assert word_kd["Seeds"] == "2" and " ± " in word_kd["BLEU K=5"]
     assert "BLEU signature: `nrefs:1" in markdown
-    assert "## Reported in the paper, for orientation" in markdown and "| 17.6 " in markdown
+    assert "## Reported in the paper, for orientation" in markdown
+    assert "| baseline              | 17.6 " in markdown.split("## Reported in the paper")[1]
     assert not (tmp_path / "results/tiny/models/selective_kd_batch").exists()  # not this study
     summary = json.loads((tmp_path / "results/tiny/models/seqkd_seqinter/training.json")
                          .read_text())
@@ -509,4 +515,9 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     selection = (workdir / "results/tiny/plots/word_level/selection.svg").read_text()
     assert "selective_kd_batch" in selection and "selective_kd_global" in selection
     markdown = (workdir / "results/tiny/tables/word_level.md").read_text()
-    assert "Wang et al. 2021" in markdown and "| 28.57 " in markdown
+    paper = markdown.split("## Reported in the paper")[1].split("##")[0]
+    assert "Wang et al. 2021" in paper
+    rows = [line.split("|")[1:3] for line in paper.splitlines() if line.startswith("| ")][1:]
+    assert [(name.strip(), value.strip()) for name, value in rows] == [  # the study's order
+        ("baseline", "27.29"), ("word_kd", "28.14"), ("seq_kd", "28.15"),
+        ("selective_kd_batch", "28.42"), ("selective_kd_global", "28.57")]

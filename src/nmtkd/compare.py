@@ -209,8 +209,11 @@ def paper_section(manifest: dict[str, Any]) -> tuple[str, pd.DataFrame] | None:
     paper = manifest.get("paper")
     if not paper:
         return None
-    rows = pd.DataFrame({"Model": list(paper["rows"]),
-                         f"{paper.get('metric', 'BLEU')} (paper)": list(paper["rows"].values())})
+    students = [m.get("student", m["name"]) for m in manifest["models"]]
+    order = sorted(paper["rows"], key=lambda name: (
+        students.index(name) if name in students else len(students)))  # the study's order
+    rows = pd.DataFrame({"Model": order, f"{paper.get('metric', 'BLEU')} (paper)": [
+        paper["rows"][name] for name in order]})
     note = (f"{paper['source']}. On the paper's data and models, not comparable with the "
             "numbers above: compare orderings, not values.")
     return note, rows
