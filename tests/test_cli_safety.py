@@ -406,6 +406,12 @@ CASES = [
     case("compare-config-not-a-run-config", "compare --config $d/c.yaml --markdown $d/t.md "
          "--csv $d/t.csv --latex $d/t.tex", "$d/c.yaml: config error at",
          text_file("c.yaml", ["experiment: x"])),
+    # plots
+    case("plots-output-is-the-comparison", "plots --config $json --comparison $tsv "
+         "--outputs $tsv", "$d/nbest.tsv"),
+    case("plots-config-not-a-run-config", "plots --config $d/c.yaml --comparison $tsv "
+         "--outputs $d/p/bleu_size.png", "$d/c.yaml: config error at",
+         text_file("c.yaml", ["experiment: x"])),
     # check-config
     case("check-config-missing-file", "check-config $d/nope.yaml",
          "$d/nope.yaml: file not found"),
@@ -419,8 +425,8 @@ CASES = [
 ]
 COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train",
             "teacher-signals", "export", "corpus", "expand-nbest", "translate", "select", "speed",
-            "evaluate", "significance", "agreement", "report", "compare", "check-config",
-            "write-config"}
+            "evaluate", "significance", "agreement", "report", "compare", "plots",
+            "check-config", "write-config"}
 
 
 def test_the_table_covers_every_command() -> None:
