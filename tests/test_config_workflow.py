@@ -101,6 +101,7 @@ def test_a_student_without_loss_trains_like_loss_nll(tmp_path):
     config["students"] = [{"name": "implicit", "data": "gold"},
                           {"name": "explicit", "data": "gold", "loss": "nll"}]
     config["comparison"] = {}
+    del config["studies"], config["study"]  # one study of both
     plan = run_snakemake(tmp_path, config, "-n", "-p").stdout
     implicit, explicit = student_settings(plan, "implicit"), student_settings(plan, "explicit")
     assert implicit["training"]["loss"] == {"name": "nll", "label_smoothing": 0.2}

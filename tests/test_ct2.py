@@ -124,9 +124,10 @@ def test_ctranslate2_stops_exactly_at_the_forced_length(exported, synthetic):
     every hypothesis of a beam or greedy search has exactly that many tokens."""
     import sentencepiece
 
-    pieces = sentencepiece.SentencePieceProcessor(model_file=str(exported / "spm.model"))
+    model = exported / "float32"
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(model / "spm.model"))
     batch = pieces.encode(read_lines(synthetic["test"][0])[:8], out_type=str)
-    translator = ctranslate2.Translator(str(exported), intra_threads=1)
+    translator = ctranslate2.Translator(str(model), intra_threads=1)
     for beam in (1, 3):
         results = translator.translate_batch(batch, beam_size=beam, min_decoding_length=9,
                                              max_decoding_length=9)

@@ -94,7 +94,7 @@ def needed_students(studies: list[Study], plans: dict[str, ModelPlan]) -> list[s
     needed: set[str] = set()
     for study in studies:
         for name in study.students:
-            while name is not None and name not in needed:
+            while name in plans and name not in needed:  # an unknown init: checked later
                 needed.add(name)
                 name = plans[name].init
     return [name for name in plans if name in needed]
