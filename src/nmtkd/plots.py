@@ -102,20 +102,32 @@ def bleu_size(summary: pd.DataFrame, context: dict[str, Any]) -> Figure:
     return figure
 
 
+def two_panel_curves(series: dict[str, list[dict[str, float]]], keys: tuple[str, str],
+                     labels: tuple[str, str], title: str,
+                     scale: tuple[float, float] = (1.0, 1.0)) -> Figure:
+    """Two quantities of each run's records against updates, one panel each; runs without
+    the first key are left out."""
+    figure, panels = plt.subplots(1, 2, figsize=(12, 5))
+    for name, records in series.items():
+        points = [record for record in records if keys[0] in record]
+        updates = [record["update"] for record in points]
+        for axes, key, factor in zip(panels, keys, scale, strict=True):
+            if points:
+                axes.plot(updates, [factor * record[key] for record in points], ".-",
+                          label=name)
+    for axes, label in zip(panels, labels, strict=True):
+        axes.set_ylabel(label)
+        axes.set_xlabel("update (a fine-tuned model counts its own)")
+    panels[1].legend(fontsize=7, ncol=2)
+    figure.suptitle(title)
+    return figure
+
+
 def validation_curves(histories: dict[str, list[dict[str, float]]],
                       context: dict[str, Any]) -> Figure:
-    figure, (bleu, loss) = plt.subplots(1, 2, figsize=(12, 5))
-    for name, history in histories.items():
-        updates = [record["update"] for record in history]
-        bleu.plot(updates, [record["valid_bleu"] for record in history], ".-", label=name)
-        loss.plot(updates, [record["valid_nll"] for record in history], ".-", label=name)
-    bleu.set_ylabel("validation BLEU (greedy)")
-    loss.set_ylabel("validation loss (NLL per target token)")
-    for axes in (bleu, loss):
-        axes.set_xlabel("update (a fine-tuned model counts its own)")
-    loss.legend(fontsize=7, ncol=2)
-    figure.suptitle(f"Validation during training: {context['experiment']}")
-    return figure
+    return two_panel_curves(histories, ("valid_bleu", "valid_nll"),
+                            ("validation BLEU (greedy)", "validation loss (NLL per target token)"),
+                            f"Validation during training: {context['experiment']}")
 
 
 def agreement_bleu(summary: pd.DataFrame, context: dict[str, Any]) -> Figure:
@@ -132,20 +144,10 @@ def agreement_bleu(summary: pd.DataFrame, context: dict[str, Any]) -> Figure:
 def selection_curves(curves: dict[str, list[dict[str, float]]],
                      context: dict[str, Any]) -> Figure:
     """Selective KD's threshold and selected share per update (Wang et al.'s Figure 6)."""
-    figure, (threshold, share) = plt.subplots(1, 2, figsize=(12, 5))
-    for name, curve in curves.items():
-        points = [record for record in curve if "train_threshold" in record]
-        if points:
-            updates = [record["update"] for record in points]
-            threshold.plot(updates, [r["train_threshold"] for r in points], label=name)
-            share.plot(updates, [100 * r["train_selected"] for r in points], label=name)
-    threshold.set_ylabel("selection threshold (student NLL of the gold token)")
-    share.set_ylabel("distilled tokens (% of the batch)")
-    for axes in (threshold, share):
-        axes.set_xlabel("update")
-    threshold.legend(fontsize=8)
-    figure.suptitle(f"Selective KD: which tokens are distilled, {context['experiment']}")
-    return figure
+    return two_panel_curves(
+        curves, ("train_threshold", "train_selected"),
+        ("selection threshold (student NLL of the gold token)", "distilled tokens (% of batch)"),
+        f"Selective KD: which tokens are distilled, {context['experiment']}", scale=(1.0, 100.0))
 
 
 def read_trainings(trainings: dict[str, str], key: str,
