@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
-from test_students import write_model_results
+from test_students import teacher_baseline_seq_kd
 
 from nmtkd.compare import write_comparison
 from nmtkd.errors import NmtkdError
@@ -46,11 +46,7 @@ def test_student_summary_averages_test_sets_per_run_then_runs():
 
 
 def hand_made_comparison(tmp_path):
-    models = [write_model_results(tmp_path, "teacher", 30.0, 28.0, 29.5, 1000.0, 8e6, 600),
-              write_model_results(tmp_path, "baseline", 25.0, 22.0, 24.0, 3000.0, 4e6, 300),
-              write_model_results(tmp_path, "seq_kd", 27.5, 27.0, 27.5, 3500.0, 4e6, 240)]
-    manifest = {"experiment": "x", "teacher": "teacher", "baseline_student": "baseline",
-                "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
+    manifest = teacher_baseline_seq_kd(tmp_path)
     outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex", "html")]
     write_comparison(manifest, *outputs)
     return outputs

@@ -237,12 +237,17 @@ def write_model_results(root, name, bleu, bleu_k1, int8_bleu, speed_int8, params
             "benchmark": str(root / f"{name}.bench.tsv"), "ct2": ct2, "speed": speeds, **paths}
 
 
-def test_comparison_tables_from_hand_made_results(tmp_path):
+def teacher_baseline_seq_kd(tmp_path):
+    """The manifest of three hand-made models' results: teacher, baseline, seq_kd."""
     models = [write_model_results(tmp_path, "teacher", 30.0, 28.0, 29.5, 1000.0, 8e6, 600),
               write_model_results(tmp_path, "baseline", 25.0, 22.0, 24.0, 3000.0, 4e6, 300),
               write_model_results(tmp_path, "seq_kd", 27.5, 27.0, 27.5, 3500.0, 4e6, 240)]
-    manifest = {"experiment": "x", "teacher": "teacher", "baseline_student": "baseline",
-                "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
+    return {"experiment": "x", "teacher": "teacher", "baseline_student": "baseline",
+            "beam_size": 5, "testsets": ["test"], "speed_testset": "test", "models": models}
+
+
+def test_comparison_tables_from_hand_made_results(tmp_path):
+    manifest = teacher_baseline_seq_kd(tmp_path)
     outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex")]
     write_comparison(manifest, *outputs)
     frame = pd.read_csv(outputs[1]).set_index("model")

@@ -113,13 +113,13 @@ def beam_translate_ids(model: Transformer, sources: list[list[int]], batch_size:
     batch generates at most max_len[0]·|x| + max_len[1] tokens (its longest source)."""
     from tqdm import tqdm
 
-    from nmtkd.decoding import length_bound, sorted_chunks
+    from nmtkd.decoding import bounded_chunks
 
     results: list[list[Hypothesis]] = [[] for _ in sources]
     with tqdm(total=len(sources), desc="beam search", unit=" sent", mininterval=2.0,
               disable=not progress) as bar:
-        for chunk in sorted_chunks([len(s) for s in sources], batch_size):
-            bound = length_bound([len(sources[i]) for i in chunk], max_length, *max_len)
+        for chunk, bound in bounded_chunks([len(s) for s in sources], batch_size, max_length,
+                                           *max_len):
             found = beam_search(model, [sources[i] for i in chunk], beam_size, bound,
                                 length_penalty, nbest, device)
             for index, hypotheses in zip(chunk, found, strict=True):

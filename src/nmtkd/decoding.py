@@ -76,6 +76,13 @@ def sorted_chunks(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def bounded_chunks(lengths: list[int], batch_size: int, max_length: int,
+                   max_len_a: float = 0.0, max_len_b: int = 0) -> list[tuple[list[int], int]]:
+    """`sorted_chunks` of the source lengths, each with its batch's `length_bound`."""
+    return [(chunk, length_bound([lengths[i] for i in chunk], max_length, max_len_a, max_len_b))
+            for chunk in sorted_chunks(lengths, batch_size)]
+
+
 def greedy_translate_ids(model: Transformer, sources: list[list[int]], batch_size: int = 64,
                          max_length: int = 256, device: torch.device | str = "cpu"
                          ) -> list[list[int]]:

@@ -257,11 +257,15 @@ class Plan:
         """The first study's baseline student."""
         return self.study().baseline
 
+    def baseline_run(self, study: str | None = None) -> str | None:
+        """The first run of a study's baseline student (default: the first study's)."""
+        baseline = self.study(study).baseline
+        runs = self.runs_of(baseline) if baseline else []
+        return runs[0] if runs else None
+
     @property
     def baseline(self) -> str | None:
-        """The first run of the first study's baseline."""
-        runs = self.runs_of(self.baseline_student) if self.baseline_student else []
-        return runs[0] if runs else None
+        return self.baseline_run()
 
     def runs_of(self, student: str) -> list[str]:
         """The models of a student: its one run, or one per seed."""
@@ -372,14 +376,12 @@ class Plan:
         from nmtkd.speed import protocol_text
 
         chosen = self.study(study)
-        baseline_runs = self.runs_of(chosen.baseline) if chosen.baseline else []
-
         speed = self.config["evaluation"]["speed"]
         timing = (protocol_text(speed["repeats"], speed["sentences"]) + "; the models of one "
                   "preset and quantization measured in one job")
         return {"experiment": self.experiment, "study": chosen.name, "paper": chosen.paper,
                 "teacher": self.teacher.name,
-                "baseline": baseline_runs[0] if baseline_runs else None,
+                "baseline": self.baseline_run(chosen.name),
                 "baseline_student": chosen.baseline,
                 "bootstrap_samples": self.config["evaluation"]["significance"][
                     "bootstrap_samples"],

@@ -49,11 +49,11 @@ def timed_rounds(jobs: dict[Hashable, Job], lines: list[str],
 
 def fixed_length_tokens(source_lengths: list[int], options: DecodeOptions) -> int:
     """Target tokens generated at fixed lengths: each sentence its batch's bound (no </s>)."""
-    from nmtkd.decoding import length_bound, sorted_chunks
+    from nmtkd.decoding import bounded_chunks
 
-    return sum(len(chunk) * length_bound([source_lengths[i] for i in chunk], options.max_length,
-                                          options.max_len_a, options.max_len_b)
-               for chunk in sorted_chunks(source_lengths, options.batch_size))
+    return sum(len(chunk) * bound for chunk, bound in bounded_chunks(
+        source_lengths, options.batch_size, options.max_length, options.max_len_a,
+        options.max_len_b))
 
 
 def measure_speeds(models: dict[str, tuple[Path, str]], input_path: Path, output: Path,

@@ -470,31 +470,13 @@ class Trainer:
         self._drop_old_snapshots()
         return self.state
 
-    def train_curve(self, every: int = 10) -> list[dict[str, float]]:
-        """The logged training terms (per target token) of every `every`-th update."""
+    def logged_steps(self) -> list[dict[str, Any]]:
+        """The training log's records of updates (not of validations), in order."""
         path = self.workdir / "train_log.jsonl"
         if not path.is_file():
             return []
         records = [json.loads(line) for line in path.read_text().splitlines()]
-        return [{key: value for key, value in record.items()
-                 if key == "update" or key.startswith("train_")}
-                for record in records if "train_nll" in record and record["update"] % every == 0]
-
-    def recent_train_terms(self, updates: int = 100) -> dict[str, float]:
-        """The loss and each criterion term per target token over the last `updates` updates
-        (token-weighted), from the log; exp of its `nll` is the training perplexity."""
-        path = self.workdir / "train_log.jsonl"
-        if not path.is_file():
-            return {}
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-        steps = [r for r in records if "train_nll" in r][-updates:]
-        tokens = sum(r["tokens"] for r in steps)
-        if not tokens:
-            return {}
-        names = {key for r in steps for key in r if key.startswith("train_")}
-        return {name.removeprefix("train_"): sum(r.get(name, 0.0) * r["tokens"] for r in steps)
-                / tokens for name in sorted(names)}
-
+        return [record for record in records if "train_nll" in record]
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
@@ -523,7 +505,8 @@ class Trainer:
             return None
         model, description, record = self.final_model()
         state = self.state
-        terms = self.recent_train_terms()  # the last 100 updates, per target token
+        steps = self.logged_steps()
+        terms = recent_train_terms(steps)  # the last 100 updates, per target token
         batches_per_epoch = max(1, len(self.epoch_batches(state.epoch)))
         summary = {
             "parameters": count_parameters(model),
@@ -537,7 +520,7 @@ class Trainer:
             "train_ppl": math.exp(min(terms["nll"], 50)) if "nll" in terms else None,
             "criterion": self.criterion.name,
             "train_terms": terms,
-            "train_curve": self.train_curve(),
+            "train_curve": train_curve(steps),
             "best_update": state.best_update,
             "history": state.history,
             "stop_reason": state.stop_reason,
@@ -550,6 +533,25 @@ class Trainer:
             checkpoint.save_model(model_tmp, model, {"training": summary})
             summary_tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         return summary
+
+
+def recent_train_terms(steps: list[dict[str, Any]], updates: int = 100) -> dict[str, float]:
+    """The loss and each criterion term per target token over the last `updates` logged
+    updates (token-weighted); exp of its `nll` is the training perplexity."""
+    steps = steps[-updates:]
+    tokens = sum(r["tokens"] for r in steps)
+    if not tokens:
+        return {}
+    names = {key for r in steps for key in r if key.startswith("train_")}
+    return {name.removeprefix("train_"): sum(r.get(name, 0.0) * r["tokens"] for r in steps)
+            / tokens for name in sorted(names)}
+
+
+def train_curve(steps: list[dict[str, Any]], every: int = 10) -> list[dict[str, float]]:
+    """The logged training terms (per target token) of every `every`-th update."""
+    return [{key: value for key, value in step.items()
+             if key == "update" or key.startswith("train_")}
+            for step in steps if step["update"] % every == 0]
 
 
 def architecture(cfg: ModelConfig) -> dict[str, Any]:

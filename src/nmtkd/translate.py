@@ -71,18 +71,17 @@ def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, li
     """Length-sorted batches, each bounded by `length_bound` of its longest source (with
     `fixed_length`, forced to that length: </s> is barred before it); submitted
     asynchronously, so that `inter_threads` translator replicas decode batches in parallel."""
-    from nmtkd.decoding import length_bound, sorted_chunks
+    from nmtkd.decoding import bounded_chunks
 
     pieces = tokenizer.encode_pieces(lines)
-    chunks = sorted_chunks([len(p) for p in pieces], options.batch_size)
-    bounds = [length_bound([len(pieces[i]) for i in chunk], options.max_length,
-                           options.max_len_a, options.max_len_b) for chunk in chunks]
     pending = [(chunk, translator.translate_batch(
         [pieces[i] for i in chunk], max_batch_size=options.batch_size,
         beam_size=options.beam_size, num_hypotheses=options.nbest, max_decoding_length=bound,
         min_decoding_length=bound if options.fixed_length else 0,
         length_penalty=options.length_penalty, return_scores=True, asynchronous=True))
-        for chunk, bound in zip(chunks, bounds, strict=True)]
+        for chunk, bound in bounded_chunks([len(p) for p in pieces], options.batch_size,
+                                           options.max_length, options.max_len_a,
+                                           options.max_len_b)]
     texts: list[list[str]] = [[] for _ in lines]
     scores: list[list[float]] = [[] for _ in lines]
     with tqdm(total=len(lines), desc="translate", unit=" sent", mininterval=2.0,

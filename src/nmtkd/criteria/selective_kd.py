@@ -96,11 +96,7 @@ class SelectiveKD(WordKD):
         non_pad = batch.target_out != PAD_ID
         difficulty = -log_probs.detach().gather(-1, batch.target_out[..., None]).squeeze(-1)
         selected, threshold = self.select(difficulty, non_pad)
-        student_log_p = log_probs if self.temperature == 1.0 else None
-        if self.topk:
-            distill = self._topk_term(logits, batch, selected, student_log_p)
-        else:
-            distill = self._full_vocabulary_term(logits, batch, selected, student_log_p)
+        distill = self._teacher_term(logits, log_probs, batch, selected)
         if self.summed:
             loss = base.loss + distill
         else:

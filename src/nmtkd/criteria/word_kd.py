@@ -77,14 +77,20 @@ class WordKD(Criterion):
         if self.alpha == 0.0:
             return base
         non_pad = batch.target_out != PAD_ID
-        student_log_p = log_probs if self.temperature == 1.0 else None
-        if self.topk:
-            distill = self._topk_term(logits, batch, non_pad, student_log_p)
-        else:
-            distill = self._full_vocabulary_term(logits, batch, non_pad, student_log_p)
+        distill = self._teacher_term(logits, log_probs, batch, non_pad)
         loss = (1.0 - self.alpha) * base.loss + self.alpha * distill
         return CriterionOutput(loss=loss, normaliser=base.normaliser,
                                terms={**base.terms, "kd": float(distill.detach())})
+
+    def _teacher_term(self, logits: Tensor, log_probs: Tensor, batch: Batch,
+                      mask: Tensor) -> Tensor:
+        """The teacher's cross-entropy summed over the `mask`ed positions: from the cached
+        top-k, or from the live teacher over the full vocabulary (`log_probs`: the student's
+        log-softmax at T = 1)."""
+        student_log_p = log_probs if self.temperature == 1.0 else None
+        if self.topk:
+            return self._topk_term(logits, batch, mask, student_log_p)
+        return self._full_vocabulary_term(logits, batch, mask, student_log_p)
 
     def _topk_term(self, logits: Tensor, batch: Batch, non_pad: Tensor,
                    student_log_p: Tensor | None) -> Tensor:
