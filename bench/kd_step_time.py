@@ -1,11 +1,12 @@
 """Training step time of each distillation criterion against the baseline's (NLL) on the
-default presets, in one run, interleaved: Word-KD, Selective KD (batch and global level) and
-Annealing KD stage I, each with the teacher run on every batch over the full vocabulary
+default presets, in one run, interleaved: Word-KD, Selective KD (batch and global level),
+Annealing KD stage I and TIE-KD (N = 3 passes, and its ranking loss alone, N = 1), each with the teacher run on every batch over the full vocabulary
 (teacher_topk 0, "live") and, where the method allows, with the teacher's top-k logits computed
 once by the teacher-signals job and read from its memory-mapped files (top-8). The signals
 job's one-off cost is reported and added to a whole Word-KD student run (the real corpus, all
 Multi30k training pairs, and the config's update count). The kNN-KD paper reports Word-KD at
-0.88x and Selective KD at 0.85x the baseline's updates/s.
+0.88x and Selective KD at 0.85x the baseline's updates/s; TIE-KD's cost grows about N-fold
+by a secondary summary of its paper.
 
     python bench/kd_step_time.py [--updates 20] [--rounds 3] [--threads 1]
 """
@@ -106,6 +107,8 @@ def main() -> None:
                                      "teacher_topk": 0},
             "annealing live": {**losses["annealing_kd"], "name": "annealing_kd",
                                "teacher_topk": 0},
+            "tie_kd live, N=3": {**losses["tie_kd"], "name": "tie_kd"},
+            "tie_kd ranking, N=1": {**losses["tie_kd"], "name": "tie_kd", "iterations": 1},
         }
         criteria = {"baseline (nll)": LabelSmoothedNLL(0.1)}
         criteria.update({name: bound(entry, teacher, signals) for name, entry in entries.items()})

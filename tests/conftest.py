@@ -80,6 +80,24 @@ def require_multi30k() -> Path:
     return SHARED_MULTI30K
 
 
+def train_command(synthetic, spm_model: Path, teacher: Path, settings: dict,
+                  directory: Path) -> list[str]:
+    """`nmtkd train` on the synthetic task with a live teacher, writing under `directory`."""
+    import json
+
+    tokenizer = Tokenizer(spm_model)
+    directory.mkdir(parents=True, exist_ok=True)
+    train = encode_pair(tokenizer, *synthetic["train"], directory)
+    valid = encode_pair(tokenizer, *synthetic["valid"], directory)
+    return [sys.executable, "-m", "nmtkd.cli", "train", "--train-src", str(train[0]),
+            "--train-tgt", str(train[1]), "--valid-src", str(valid[0]),
+            "--valid-tgt", str(valid[1]), "--valid-ref", str(synthetic["valid"][1]),
+            "--spm", str(spm_model), "--teacher", str(teacher),
+            "--settings", json.dumps(settings), "--workdir", str(directory / "work"),
+            "--output", str(directory / "model.pt"),
+            "--summary", str(directory / "training.json"), "--threads", "1"]
+
+
 def kill_9_after_save(command: list[str], state: Path, update: int) -> dict:
     """Start `command` in its own process group, SIGKILL the whole group once `state` records
     at least `update` updates, and return the saved state it left behind."""

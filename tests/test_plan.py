@@ -183,7 +183,7 @@ def test_a_second_teacher_keys_its_distillation_signals_and_corpora_by_name():
 
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda c: c["students"][-1].update(teacher="huge"),
-     "config error at students[11].teacher: unknown teacher 'huge' (known: teacher, big)"),
+     "config error at students[18].teacher: unknown teacher 'huge' (known: teacher, big)"),
     (lambda c: c["teachers"][1].update(name="teacher"),
      "config error at teachers[1].name: 'teacher' is used by an earlier teacher"),
     (lambda c: c["students"][0].update(name="big"),
@@ -312,7 +312,8 @@ def test_a_study_brings_its_students_and_what_they_fine_tune_from():
     config["study"] = "word_level"
     plan = plan_of(config)
     assert list(plan.students) == ["baseline", "word_kd", "seq_kd", "annealing_kd_stage1",
-                                   "annealing_kd", "selective_kd_batch", "selective_kd_global"]
+                                   "annealing_kd", "selective_kd_batch", "selective_kd_global",
+                                   "tie_kd"]
     # stage I is trained (annealing_kd starts from it) but is no row of the study
     assert "annealing_kd_stage1" not in plan.study_models()
     assert plan.training_inputs("annealing_kd")["init"] == (
@@ -333,28 +334,56 @@ def test_two_studies_share_their_common_students():
     config["study"] = "kim_rush,word_level"
     plan = plan_of(config)
     assert list(plan.studies) == ["kim_rush", "word_level"]
-    assert len(plan.students) == 7 + 4  # baseline, word_kd and seq_kd trained once
+    assert len(plan.students) == 7 + 5  # baseline, word_kd and seq_kd trained once
     assert plan.comparison_manifest("word_level")["models"][1]["speed"]["int8"] == (
         f"{R}/speed/word_level/student.int8.json")
     assert plan.speed_groups("word_level")["student"] == [
         "baseline", "word_kd", "seq_kd", "annealing_kd", "selective_kd_batch",
-        "selective_kd_global"]
+        "selective_kd_global", "tie_kd"]
     # one significance test per (student, baseline), whichever studies share it
     assert plan.tested_pairs().count(("word_kd", "baseline")) == 1
     config["study"] = ["word_level", "kim_rush"]
     assert list(plan_of(config).studies) == ["word_level", "kim_rush"]
 
 
+def test_the_tie_kd_studies_share_word_kd_full_and_compare_against_their_baselines():
+    config = base_config()
+    config["study"] = "tie_kd_ablation,soft_targets"
+    plan = plan_of(config)
+    assert list(plan.students) == ["baseline", "tie_kd", "tie_kd_ranking", "tie_kd_iterative",
+                                   "word_kd_full", "kd_without_correlation", "kd_without_top1",
+                                   "kd_topk_info"]
+    assert plan.studies["tie_kd_ablation"].baseline == "word_kd_full"
+    assert plan.studies["soft_targets"].baseline == "baseline"  # (d): label smoothing only
+    pairs = plan.tested_pairs()
+    assert ("tie_kd", "word_kd_full") in pairs and ("word_kd_full", "baseline") in pairs
+    assert plan.students["tie_kd_ranking"].training["loss"] == {
+        "name": "tie_kd", "iterations": 1, "ranking": True, "topk": 5, "alpha": 0.5,
+        "label_smoothing": 0.1}
+    assert plan.students["kd_without_top1"].training["loss"] == {
+        "name": "soft_target_kd", "variant": "without_top1", "topk": 5, "alpha": 0.5,
+        "label_smoothing": 0.1, "teacher_topk": 0}
+    for name in ("tie_kd", "kd_without_top1"):  # the live teacher, no cached signals
+        inputs = plan.training_inputs(name)
+        assert inputs["teacher"] == f"{R}/models/teacher/model.pt"
+        assert "teacher_signals" not in inputs
+    paper = plan.comparison_manifest("soft_targets")["paper"]
+    assert paper["rows"]["kd_without_top1"] == "87.49 / 26.43"
+
+
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda c: c.update(study="word_levle"),
-     "config error at study: unknown study 'word_levle' (known: kim_rush, word_level)"),
-    (lambda c: c["studies"]["word_level"]["students"].append("tie_kd"),
-     "config error at studies.word_level.students[6]: unknown student 'tie_kd'"),
+     "config error at study: unknown study 'word_levle' (known: kim_rush, word_level, "
+     "tie_kd_ablation, soft_targets)"),
+    (lambda c: c["studies"]["word_level"]["students"].append("tie_kdd"),
+     "config error at studies.word_level.students[7]: unknown student 'tie_kdd'"),
     (lambda c: c["studies"]["word_level"].update(baseline="seqkd_seqinter"),
      "config error at studies.word_level.baseline: 'seqkd_seqinter' is not among the study's"),
     (lambda c: c["students"].append({"name": "lonely", "data": "gold", "loss": "nll"}),
-     "config error at students[11]: 'lonely' is in no study: add it to the students of one "
-     "of studies.kim_rush, studies.word_level"),
+     "config error at students[18]: 'lonely' is in no study: add it to the students of one "
+     "of studies.kim_rush, studies.word_level, studies.tie_kd_ablation, studies.soft_targets"),
+    (lambda c: c["students"][11].update(loss={"name": "tie_kd", "iterations": 0}),
+     "config error at students[11].loss: loss.iterations must be at least 1, got 0"),
 ])
 def test_study_errors_name_their_key(change, expected):
     config = base_config()

@@ -4,11 +4,10 @@ from the papers' reference code (../shared/docs/kd_methods.md §2, §4)."""
 import json
 import math
 import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import encode_pair, kill_9_after_save, make_trainer
+from conftest import kill_9_after_save, make_trainer, train_command
 from criterion_steps import step_with
 
 from nmtkd import checkpoint
@@ -17,7 +16,7 @@ from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS, build_criterion
 from nmtkd.criteria.annealing_kd import annealing_factor
 from nmtkd.criteria.selective_kd import push_first
 from nmtkd.errors import NmtkdError
-from nmtkd.spm import PAD_ID, Tokenizer
+from nmtkd.spm import PAD_ID
 
 T, F_ = True, False
 
@@ -210,9 +209,6 @@ def test_stage_two_starts_from_the_best_stage_one_weights(synthetic, synthetic_s
 # ---- resume --------------------------------------------------------------------------------------
 def test_global_selection_resumes_bit_identically_after_kill_9(synthetic, synthetic_spm,
                                                                 trained_tiny, tmp_path):
-    tokenizer = Tokenizer(synthetic_spm)
-    train = encode_pair(tokenizer, *synthetic["train"], tmp_path)
-    valid = encode_pair(tokenizer, *synthetic["valid"], tmp_path)
     loss = {"name": "selective_kd", "strategy": "global", "queue_size": 3000,
             "teacher_topk": 0}
     settings = {"model": {"d_model": 32, "heads": 4, "encoder_layers": 1, "decoder_layers": 1,
@@ -221,13 +217,7 @@ def test_global_selection_resumes_bit_identically_after_kill_9(synthetic, synthe
                              "save_interval": 5, "device": "cpu", "warmup": 10, "loss": loss}}
 
     def command(name):
-        return [sys.executable, "-m", "nmtkd.cli", "train", "--train-src", str(train[0]),
-                "--train-tgt", str(train[1]), "--valid-src", str(valid[0]),
-                "--valid-tgt", str(valid[1]), "--valid-ref", str(synthetic["valid"][1]),
-                "--spm", str(synthetic_spm), "--teacher", str(trained_tiny),
-                "--settings", json.dumps(settings), "--workdir", str(tmp_path / name / "work"),
-                "--output", str(tmp_path / name / "model.pt"),
-                "--summary", str(tmp_path / name / "training.json"), "--threads", "1"]
+        return train_command(synthetic, synthetic_spm, trained_tiny, settings, tmp_path / name)
 
     subprocess.run(command("straight"), check=True, capture_output=True)
     saved = kill_9_after_save(command("killed"), tmp_path / "killed" / "work" / "state.pt", 10)

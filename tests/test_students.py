@@ -473,19 +473,21 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
 
 
 WORD_LEVEL = ["baseline", "word_kd", "seq_kd", "annealing_kd", "selective_kd_batch",
-              "selective_kd_global"]
+              "selective_kd_global", "tie_kd"]
 
 
 def with_word_level_study(config):
     """The tiny config with the default config's two studies; word_level's own students on
     tiny schedules."""
     default = base_config()
-    own = {"annealing_kd_stage1", "annealing_kd", "selective_kd_batch", "selective_kd_global"}
+    own = {"annealing_kd_stage1", "annealing_kd", "selective_kd_batch", "selective_kd_global",
+           "tie_kd"}
     config["students"] += [s for s in default["students"] if s["name"] in own]
-    config["students"][-4]["training"] = {"max_updates": 100, "average_last": 0,
+    config["students"][-5]["training"] = {"max_updates": 100, "average_last": 0,
                                           "valid_interval": 50}  # annealing stage I
-    config["students"][-3]["training"] = {"lr": 3e-4, "warmup": 10, "max_updates": 40,
+    config["students"][-4]["training"] = {"lr": 3e-4, "warmup": 10, "max_updates": 40,
                                           "valid_interval": 20}  # stage II
+    config["students"][-1]["training"] = {"max_updates": 40, "valid_interval": 20}  # TIE-KD
     config["losses"]["selective_kd"]["queue_size"] = 2000
     config["studies"] = {"kim_rush": default["studies"]["kim_rush"],
                          "word_level": {**default["studies"]["word_level"],
@@ -517,6 +519,9 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
         assert 0 < terms["selected"] <= 1 and terms["threshold"] > 0
         if strategy == "batch":  # ⌈rN⌉ of every batch's N tokens, ties included
             assert terms["selected"] >= 0.5
+    tie_kd = json.loads((models / "tie_kd/training.json").read_text())
+    assert tie_kd["criterion"] == "tie_kd" and tie_kd["updates"] == 40
+    assert tie_kd["train_terms"]["rank"] > 0 and tie_kd["train_terms"]["kd"] > 0
     selection = (workdir / "results/tiny/plots/word_level/selection.svg").read_text()
     assert "selective_kd_batch" in selection and "selective_kd_global" in selection
     markdown = (workdir / "results/tiny/tables/word_level.md").read_text()

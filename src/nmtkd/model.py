@@ -194,9 +194,25 @@ class Transformer(nn.Module):
                       cache=caches[index] if caches is not None else None)
         return F.linear(self.decoder_norm(x), self.embedding.weight)
 
-    def forward(self, source: Tensor, target_in: Tensor) -> Tensor:
+    def forward(self, source: Tensor, target_in: Tensor,
+                passes: int | None = None) -> Tensor | list[tuple[Tensor, Tensor]]:
+        """Teacher-forced logits on `target_in`. With `passes = N`: N (decoder input, logits)
+        pairs, pass 1 on `target_in` and pass n on [BOS, argmax of pass n−1 without its last
+        position] (all positions at once, not autoregressive), one encoder output shared by
+        every pass so that each pass's gradient reaches the encoder. One call, so that DDP
+        sees one forward pass per step."""
         memory, mask = self.encode(source)
-        return self.decode(target_in, self.memory_kv(memory), mask)
+        memory_kv = self.memory_kv(memory)
+        if passes is None:
+            return self.decode(target_in, memory_kv, mask)
+        if passes < 1:
+            raise ValueError(f"passes must be at least 1, got {passes}")
+        outputs = [(target_in, self.decode(target_in, memory_kv, mask))]
+        for _ in range(passes - 1):
+            predicted = outputs[-1][1].detach().argmax(dim=-1)
+            decoder_in = torch.cat([target_in[:, :1], predicted[:, :-1]], dim=1)
+            outputs.append((decoder_in, self.decode(decoder_in, memory_kv, mask)))
+        return outputs
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -108,18 +108,19 @@ def check_teacher_training(config: dict[str, Any], teacher: ModelPlan) -> None:
 
 def check_students(config: dict[str, Any], teachers: dict[str, ModelPlan],
                    students: dict[str, ModelPlan], planned: list[str] | None = None) -> None:
-    """Every student's settings (`planned`: only those, e.g. the selected studies' students;
-    the others may need what this run lacks, such as a teacher's torch checkpoint)."""
+    """Every student's loss parameters, and the rest of the settings of the `planned` ones
+    (e.g. the selected studies' students; the others may need what this run lacks, such as a
+    teacher's torch checkpoint)."""
     for index, student in enumerate(students.values()):
-        if planned is not None and student.name not in planned:
-            continue
         key = student.key
         entry = config["students"][index]
-        teacher = teachers[student.teacher]
-        check_student_model(config, key, student)
         loss_key = f"{key}.loss" + (".name" if isinstance(entry.get("loss"), dict) else "")
         check_loss_name(loss_key, student.loss_name, student.training["loss"].get("module"))
         criterion = built_criterion(f"{key}.loss", student.training["loss"])
+        if planned is not None and student.name not in planned:
+            continue
+        teacher = teachers[student.teacher]
+        check_student_model(config, key, student)
         if criterion.needs and teacher.max_positions < student.max_positions:
             raise ConfigError(f"{key}.loss.name", "the teacher's preset has fewer max_positions "
                               "than the student's; the teacher must read every training pair")

@@ -44,6 +44,13 @@ class TrainingStep:
             return self.model(self.batch.source,
                               self.batch.target_in if target_in is None else target_in)
 
+    def passes(self, count: int) -> list[tuple[Tensor, Tensor]]:
+        """`count` teacher-forced passes of the model sharing one encoder output: (decoder
+        input, logits) per pass, pass 1 on the gold prefix and pass n on the argmax of pass
+        n−1 (see `Transformer.forward`)."""
+        with self.autocast():
+            return self.model(self.batch.source, self.batch.target_in, passes=count)
+
 
 @dataclass
 class CriterionOutput:

@@ -116,21 +116,31 @@ class WordKD(Criterion):
         return distill
 
 
-def teacher_logit_slices(teacher: torch.nn.Module, batch: Batch,
-                         time_chunk: int) -> Iterator[tuple[int, int, Tensor]]:
-    """The live teacher's logits on the batch's gold prefix, [batch, slice, vocab] per slice
-    of `time_chunk` positions (eval mode, no gradient), so that the whole [batch, time, vocab]
-    tensor never exists."""
-    teacher.to(batch.source.device).eval()
+def teacher_memory(teacher: torch.nn.Module, source: Tensor) -> tuple[list, Tensor]:
+    """The live teacher's encoded source (eval mode, no gradient): its cross-attention keys
+    and values per decoder layer, and the source mask."""
+    teacher.to(source.device).eval()
     with torch.no_grad():
-        memory, mask = teacher.encode(batch.source)
-        memory_kv = teacher.memory_kv(memory)
-    length = batch.target_in.size(1)
+        memory, mask = teacher.encode(source)
+        return teacher.memory_kv(memory), mask
+
+
+def teacher_logit_slices(teacher: torch.nn.Module, batch: Batch, time_chunk: int,
+                         target_in: Tensor | None = None,
+                         memory: tuple[list, Tensor] | None = None,
+                         ) -> Iterator[tuple[int, int, Tensor]]:
+    """The live teacher's logits on `target_in` (default: the batch's gold prefix),
+    [batch, slice, vocab] per slice of `time_chunk` positions (eval mode, no gradient), so that
+    the whole [batch, time, vocab] tensor never exists. `memory`: the teacher's
+    `teacher_memory` of the batch, if already computed."""
+    target_in = batch.target_in if target_in is None else target_in
+    memory_kv, mask = memory if memory is not None else teacher_memory(teacher, batch.source)
+    length = target_in.size(1)
     for start in range(0, length, time_chunk):
         stop = min(start + time_chunk, length)
         with torch.no_grad():  # not around the yield: the caller's loss needs gradients
             # causal decoder: the logits of a time slice only need the prefix up to it
-            sliced = teacher.decode(batch.target_in[:, :stop], memory_kv, mask)[:, start:stop]
+            sliced = teacher.decode(target_in[:, :stop], memory_kv, mask)[:, start:stop]
         yield start, stop, sliced
 
 
