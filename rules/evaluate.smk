@@ -115,6 +115,30 @@ rule top1_agreement:
         " > {log:q} 2>&1"
 
 
+# The first teacher on its own (cleaned) training data: how often its top-1 is the reference
+# token, the knowledge Word-KD passes on (tables/teacher.md).
+rule teacher_train_agreement:
+    input:
+        model=PLAN.torch_checkpoint(PLAN.teacher.name),
+        spm=PLAN.spm_model(),
+        src=f"{RESULTS}/data/clean/train.{SRC}",
+        ref=f"{RESULTS}/data/clean/train.{TGT}",
+    output:
+        f"{RESULTS}/eval/{PLAN.teacher.name}/train.agreement.json",
+    log:
+        f"{LOGS}/top1_agreement/{PLAN.teacher.name}.train.log",
+    benchmark:
+        f"{BENCHMARKS}/top1_agreement/{PLAN.teacher.name}.train.tsv"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    shell:
+        "nmtkd agreement --model {input.model:q} --teacher {input.model:q} --spm {input.spm:q}"
+        " --src {input.src:q} --ref {input.ref:q} --output {output:q} --threads {threads}"
+        " > {log:q} 2>&1"
+
+
 # Every student of a study against the study's baseline student on each test set: paired
 # bootstrap and approximate randomisation (K=beam float32 outputs; a student's seeds pooled).
 rule significance:

@@ -5,8 +5,10 @@
 
 rule teacher_table:
     input:
-        expand(f"{RESULTS}/eval/{PLAN.teacher.name}/{{testset}}.float32.beam{BEAM}.json",
-               testset=TESTSETS),
+        evaluations=expand(
+            f"{RESULTS}/eval/{PLAN.teacher.name}/{{testset}}.float32.beam{BEAM}.json",
+            testset=TESTSETS),
+        agreements=PLAN.teacher_agreements(),
     output:
         f"{RESULTS}/tables/teacher.md",
     log:
@@ -16,7 +18,8 @@ rule teacher_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "nmtkd report --inputs {input:q} --output {output:q} > {log:q} 2>&1"
+        "nmtkd report --inputs {input.evaluations:q} --agreements {input.agreements:q}"
+        " --output {output:q} > {log:q} 2>&1"
 
 
 # A study's tables, read from the plan of the run's saved config (no manifest on the command

@@ -33,6 +33,27 @@ def test_evaluate_files_and_table(tmp_path):
     assert "BLEU signature: `nrefs:1|case:mixed" in table
 
 
+def test_teacher_table_lists_top1_equals_reference_per_data_set(tmp_path):
+    (tmp_path / "ref").write_text("ein Hund .\n")
+    evaluate_files(tmp_path / "ref", tmp_path / "ref", tmp_path / "a.json",
+                   {"model": "teacher", "testset": "a_set"})
+    agreements = []
+    for name, share in (("train.en", 71.25), ("a_set.en", 88.5)):
+        agreements.append(tmp_path / f"{name}.agreement.json")
+        agreements[-1].write_text(json.dumps({"testset": f"/data/{name}", "tokens": 400,
+                                              "top1_reference": share}))
+    write_teacher_table([tmp_path / "a.json"], tmp_path / "t.md", agreements)
+    section = (tmp_path / "t.md").read_text().split("## Top-1 = reference")[1]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]]
+            for line in section.splitlines() if line.startswith("| ")][1:]
+    assert rows == [["train.en", "400", "71.25"], ["a_set.en", "400", "88.50"]]
+    agreements[0].write_text(json.dumps({"testset": "x"}))
+    with pytest.raises(NmtkdError, match="train.en.agreement.json: not a result of nmtkd "
+                       "agreement"):
+        write_teacher_table([tmp_path / "a.json"], tmp_path / "u.md", agreements)
+    assert not (tmp_path / "u.md").exists()
+
+
 def test_length_mismatch_is_named(tmp_path):
     (tmp_path / "hyp").write_text("a\n")
     (tmp_path / "ref").write_text("a\nb\n")

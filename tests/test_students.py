@@ -32,8 +32,9 @@ from nmtkd.corpora import build_corpus, expand_nbest
 from nmtkd.criteria.word_kd import WordKD, topk_cross_entropy
 from nmtkd.errors import NmtkdError
 from nmtkd.model import ModelConfig, Transformer
-from nmtkd.spm import Tokenizer
+from nmtkd.spm import BOS_ID, EOS_ID, Tokenizer
 from nmtkd.teacher_signals import TeacherSignals, write_signals
+from nmtkd.textio import read_lines
 
 CPU = torch.device("cpu")
 
@@ -202,6 +203,23 @@ def test_top1_agreement(synthetic, synthetic_spm, trained_tiny, tmp_path):
                             tmp_path / "other.json")
     assert other["top1_agreement"] < 20.0 and other["ppl"] > 50.0
     assert json.loads((tmp_path / "other.json").read_text())["tokens"] == same["tokens"]
+    # top-1 = reference, counted sentence by sentence without batching or padding
+    tokenizer = Tokenizer(synthetic_spm)
+    for path, result in ((trained_tiny, same), (tmp_path / "blank.pt", other)):
+        checked, _ = load_model(path)
+        checked.eval()
+        correct = tokens = 0
+        with torch.no_grad():
+            for source, target in zip(tokenizer.encode_ids(read_lines(src)),
+                                      tokenizer.encode_ids(read_lines(ref)), strict=True):
+                logits = checked(torch.tensor([source + [EOS_ID]]),
+                                 torch.tensor([[BOS_ID] + target]))
+                gold = torch.tensor(target + [EOS_ID])
+                correct += int((logits[0].argmax(-1) == gold).sum())
+                tokens += len(gold)
+        assert result["tokens"] == tokens
+        assert result["top1_reference"] == pytest.approx(100.0 * correct / tokens)
+    assert same["top1_reference"] > 50.0 > 20.0 > other["top1_reference"]
 
 
 # ---- comparison tables ---------------------------------------------------------------------------

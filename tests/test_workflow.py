@@ -154,3 +154,8 @@ def test_synthetic_task_is_learned_to_90_bleu_and_its_seq_kd_student_follows(tmp
     assert student["bleu"] >= teacher["bleu"] - 3.0, (student, teacher)
     agreement = json.loads((results / "eval/seq_kd/synthetic.agreement.json").read_text())
     assert agreement["top1_agreement"] > 90.0
+    # the teacher's top-1 on its training data and the test set (tables/teacher.md)
+    train = json.loads((results / "eval/teacher/train.agreement.json").read_text())
+    assert train["top1_reference"] > 90.0 and train["top1_agreement"] == 100.0
+    assert "| train.xx " in (results / "tables/teacher.md").read_text().split(
+        "## Top-1 = reference")[1]

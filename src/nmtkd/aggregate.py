@@ -9,8 +9,8 @@ import math
 import pandas as pd
 
 # metrics shown as mean ± std over seeds
-MEAN_STD = ("bleu_k1", "bleu_beam", "chrf", "ter", "top1_agreement", "test_ppl",
-            "bleu_beam_int8", "runaway")
+MEAN_STD = ("bleu_k1", "bleu_beam", "chrf", "ter", "top1_agreement", "top1_reference",
+            "test_ppl", "bleu_beam_int8", "runaway")
 DESCRIPTIVE = ("data", "loss", "init")
 SIGNIFICANCE_LEVEL = 0.05
 

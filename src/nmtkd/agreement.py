@@ -1,6 +1,7 @@
 """Teacher-forced comparison of a model with the teacher on a test set's references: Top-1
-Agreement (the share of target positions where both models' argmax is the same token) and the
-model's perplexity of the references."""
+Agreement (the share of target positions where both models' argmax is the same token), the
+share where the model's argmax is the reference token, and the model's perplexity of the
+references."""
 
 from __future__ import annotations
 
@@ -23,19 +24,28 @@ from nmtkd.textio import atomic_writer, read_lines
 @torch.inference_mode()
 def top1_agreement(model: Transformer, teacher: Transformer, data: ParallelData,
                    max_tokens: int = 4000) -> dict[str, float]:
+    """Teacher-forced on the references: Top-1 Agreement with the teacher, the share of
+    positions where the model's top-1 is the reference token (`top1_reference`, both in %),
+    and the reference perplexity. `teacher` may be `model` itself (one forward pass)."""
     model.eval()
     teacher.eval()
-    agree, tokens, nll = 0, 0, 0.0
+    agree, correct, tokens, nll = 0, 0, 0, 0.0
     for indices in token_batches(data, max_tokens, 0, 0, shuffle=False):
         batch = data.collate(indices)
         logits = model(batch.source, batch.target_in)
-        teacher_logits = teacher(batch.source, batch.target_in)
+        predicted = logits.argmax(-1)
         mask = batch.target_out != PAD_ID
-        agree += int((logits.argmax(-1) == teacher_logits.argmax(-1))[mask].sum())
+        if teacher is model:
+            agree += int(mask.sum())
+        else:
+            teacher_logits = teacher(batch.source, batch.target_in)
+            agree += int((predicted == teacher_logits.argmax(-1))[mask].sum())
+        correct += int((predicted == batch.target_out)[mask].sum())
         token_losses, _, flat_mask = token_nll(logits, batch.target_out)
         nll += float(token_losses[flat_mask].sum())
         tokens += int(mask.sum())
-    return {"top1_agreement": 100.0 * agree / tokens, "tokens": tokens,
+    return {"top1_agreement": 100.0 * agree / tokens,
+            "top1_reference": 100.0 * correct / tokens, "tokens": tokens,
             "nll": nll / tokens, "ppl": math.exp(min(nll / tokens, 50))}
 
 
@@ -49,7 +59,8 @@ def agreement_files(model_path: Path, teacher_path: Path, spm_path: Path, src_pa
         raise NmtkdError(f"line counts differ: {src_path} has {len(sources)} lines, {ref_path} "
                          f"has {len(refs)}")
     model, _ = load_model(model_path)
-    teacher, _ = load_model(teacher_path)
+    same = model_path.resolve() == teacher_path.resolve()
+    teacher = model if same else load_model(teacher_path)[0]
     if model.cfg.vocab_size != teacher.cfg.vocab_size:
         raise NmtkdError(f"{model_path} and {teacher_path} have different vocabularies "
                          f"({model.cfg.vocab_size} vs {teacher.cfg.vocab_size})")

@@ -140,8 +140,9 @@ def cmd_agreement(args: argparse.Namespace) -> None:
 
     result = agreement_files(Path(args.model), Path(args.teacher), Path(args.spm),
                              Path(args.src), Path(args.ref), Path(args.output), args.threads)
-    log.info("top-1 agreement %.2f%% over %d tokens; reference perplexity %.2f",
-             result["top1_agreement"], result["tokens"], result["ppl"])
+    log.info("top-1 agreement %.2f%% over %d tokens; top-1 = reference %.2f%%; reference "
+             "perplexity %.2f", result["top1_agreement"], result["tokens"],
+             result["top1_reference"], result["ppl"])
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
@@ -285,7 +286,8 @@ def cmd_significance(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from nmtkd.report import write_teacher_table
 
-    write_teacher_table([Path(p) for p in args.inputs], Path(args.output))
+    write_teacher_table([Path(p) for p in args.inputs], Path(args.output),
+                        [Path(p) for p in args.agreements])
 
 
 def cmd_select(args: argparse.Namespace) -> None:

@@ -81,6 +81,7 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
         "ter": beam["ter"] if beam else nan,
         "runaway": beam.get("runaway", nan) if beam else nan,
         "top1_agreement": agreement["top1_agreement"] if agreement else nan,
+        "top1_reference": agreement.get("top1_reference", nan) if agreement else nan,
         "test_ppl": agreement["ppl"] if agreement else nan,
         "bleu_beam_int8": int8["bleu"] if int8 else nan,
         "speed_testset": speed_testset,
@@ -127,7 +128,8 @@ TABLE_COLUMNS = {
     "params_m": "Params (M)", "size_float32_mb": "Size f32 (MB)", "size_int8_mb": "Size int8 (MB)",
     "bleu_k1": "BLEU K=1", "bleu_beam": "BLEU K={beam}", "delta_bleu_k1": "Δ K=1",
     "delta_bleu_beam": "Δ K={beam}", "chrf": "chrF", "ter": "TER", "runaway": "Runaway (%)",
-    "top1_agreement": "TA (%)", "test_ppl": "PPL", "int8_bleu_drop": "int8 ΔBLEU",
+    "top1_agreement": "TA (%)", "top1_reference": "Top-1 = ref (%)", "test_ppl": "PPL",
+    "int8_bleu_drop": "int8 ΔBLEU",
     "tok_s_int8": "int8 tok/s", "sent_s_int8": "int8 sent/s",
     "tok_s_fixed_int8": "int8 tok/s fixed", "speedup_int8": "Speed-up",
     "train_minutes": "Train (min)",
@@ -181,7 +183,8 @@ def table_notes(manifest: dict[str, Any]) -> str:
         f"{manifest.get('bootstrap_samples', 1000)} resamples; several seeds pooled: run i "
         "against the baseline's run i). p-values of the bootstrap and of approximate "
         "randomisation, for BLEU and chrF, are in the CSV. TA: Top-1 Agreement with the "
-        "model's teacher, teacher-forced on the references; PPL: perplexity of the "
+        "model's teacher, teacher-forced on the references; Top-1 = ref: the share of "
+        "those positions where the model's top-1 is the reference token; PPL: perplexity of the "
         f"references. Runaway: the share of K={beam} outputs longer than 2·|source| + 10 "
         "words or repeating a word 4-gram 3+ times (every decoding job is bounded by "
         f"{manifest.get('length_bound', 'max_length')}). int8 ΔBLEU: K={beam} BLEU of float32 "

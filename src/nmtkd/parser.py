@@ -276,6 +276,9 @@ def _report_commands(command) -> None:
 
     p = command("report", "Write the Markdown table of evaluation results")
     add_path(p, "--inputs", INPUT, nargs="+", required=True)
+    add_path(p, "--agreements", INPUT, nargs="*", default=[],
+             help="the teacher's `nmtkd agreement` files (teacher-forced top-1 = reference), "
+             "e.g. on its training data and each test set")
     add_path(p, "--output", OUTPUT, required=True)
 
     p = command("compare", "Write the comparison tables (Markdown, CSV, LaTeX)")

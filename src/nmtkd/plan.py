@@ -161,6 +161,16 @@ class Plan:
         return {"model": self.torch_checkpoint(teacher), "spm": self.spm_model(),
                 **self.encoded_corpus(corpus)}
 
+    def teacher_agreements(self) -> list[str]:
+        """The first teacher's teacher-forced top-1 against the references, on its training
+        data and each test set (none for a teacher given only as a CTranslate2 model)."""
+        name = self.teacher.name
+        if not self.has_agreement(name):
+            return []
+        evaluations = f"{self.results}/eval/{name}"
+        return [f"{evaluations}/train.agreement.json",
+                *(f"{evaluations}/{testset}.agreement.json" for testset in self.testsets)]
+
     def teacher_exports(self) -> list[str]:
         return [self.ct2_model(name, q) for name, teacher in self.teachers.items()
                 if not teacher.ct2_only for q in self.config["export"]["quantizations"]]
