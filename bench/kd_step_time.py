@@ -1,14 +1,14 @@
 """Training step time of each distillation criterion against the baseline's (NLL) on the
 default presets, in one run, interleaved: Word-KD, Selective KD (batch and global level),
-Annealing KD stage I and TIE-KD (N = 3 passes, and its ranking loss alone, N = 1), each with the teacher run on every batch over the full vocabulary
-(teacher_topk 0, "live") and, where the method allows, with the teacher's top-k logits computed
-once by the teacher-signals job and read from its memory-mapped files (top-8). The signals
-job's one-off cost is reported and added to a whole Word-KD student run (the real corpus, all
-Multi30k training pairs, and the config's update count). The kNN-KD paper reports Word-KD at
-0.88x and Selective KD at 0.85x the baseline's updates/s; TIE-KD's cost grows about N-fold
-by a secondary summary of its paper.
+Annealing KD stage I and TIE-KD (N = 3 passes, and its ranking loss alone, N = 1). Each runs
+the teacher on every batch over the full vocabulary (teacher_topk 0, "live") and, where the
+method allows, reads the teacher's top-k logits computed once by the teacher-signals job from
+its memory-mapped files (top-8). The signals job's one-off cost is reported and added to a
+whole Word-KD student run (the real corpus, all Multi30k training pairs, and the config's
+update count). The kNN-KD paper reports Word-KD at 0.88x and Selective KD at 0.85x the
+baseline's updates/s; a secondary summary of the TIE-KD paper says its cost grows about N-fold.
 
-    python bench/kd_step_time.py [--updates 20] [--rounds 3] [--threads 1]
+    python bench/kd_step_time.py [--updates 20] [--rounds 3] [--threads 1] [--only LABEL ...]
 """
 
 from __future__ import annotations
@@ -55,7 +55,24 @@ def time_updates(trainer: Trainer, groups: list[list[list[int]]]) -> float:
     return (time.perf_counter() - start) / len(groups)
 
 
-def main() -> None:
+def criterion_entries(losses: dict) -> dict[str, dict]:
+    """The measured criteria by label: config entries with the config's loss defaults."""
+    return {
+        "word_kd live": {**losses["word_kd"], "name": "word_kd", "teacher_topk": 0},
+        "word_kd top-8": {**losses["word_kd"], "name": "word_kd", "teacher_topk": 8},
+        "selective batch top-8": {**losses["selective_kd"], "name": "selective_kd",
+                                  "strategy": "batch"},
+        "selective global top-8": {**losses["selective_kd"], "name": "selective_kd",
+                                   "strategy": "global"},
+        "selective batch live": {**losses["selective_kd"], "name": "selective_kd",
+                                 "teacher_topk": 0},
+        "annealing live": {**losses["annealing_kd"], "name": "annealing_kd", "teacher_topk": 0},
+        "tie_kd live, N=3": {**losses["tie_kd"], "name": "tie_kd"},
+        "tie_kd ranking, N=1": {**losses["tie_kd"], "name": "tie_kd", "iterations": 1},
+    }
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--updates", type=int, default=20, help="timed updates per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
@@ -66,10 +83,38 @@ def main() -> None:
     parser.add_argument("--student-updates", type=int, default=0,
                         help="updates of a student's whole run (default: the config's "
                         "student_defaults.training.max_updates)")
-    args = parser.parse_args()
+    parser.add_argument("--only", nargs="+", metavar="LABEL",
+                        help="measure only these criteria (labels as printed, e.g. 'tie_kd "
+                        "live, N=3'), against the baseline")
+    return parser.parse_args()
+
+
+def timed_rounds(trainers: dict[str, Trainer], updates: int, rounds: int) -> dict[str, list]:
+    """Seconds per update of every trainer: a warm-up of 3 updates each, then `rounds`
+    rounds, interleaved so that every trainer sees the same noise."""
+    batches = next(iter(trainers.values())).epoch_batches(0)
+    groups = [[batch] for batch in batches]
+    for trainer in trainers.values():
+        time_updates(trainer, groups[:3])
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for round_ in range(rounds):
+        window = groups[3 + round_ * updates: 3 + (round_ + 1) * updates]
+        for name, trainer in trainers.items():
+            times[name].append(time_updates(trainer, window))
+    return times
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     run_updates = args.student_updates or config["student_defaults"]["training"]["max_updates"]
+    entries = criterion_entries(config["losses"])
+    unknown = set(args.only or []) - set(entries)
+    if unknown:
+        raise SystemExit(f"--only: unknown {sorted(unknown)} (known: {', '.join(entries)})")
+    entries = {name: entry for name, entry in entries.items()
+               if not args.only or name in args.only}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = multi30k_lines("train", "en", args.sentences or None)
@@ -83,63 +128,47 @@ def main() -> None:
         teacher_cfg = ModelConfig(vocab_size=vocab, **config["presets"]["teacher"])
         torch.manual_seed(0)
         teacher = Transformer(teacher_cfg).eval()
-        alpha = config["losses"]["word_kd"]["alpha"]
-        # the teacher-signals job of the workflow, with the teacher's threads as it gets them
-        signals_threads = config["teachers"][0]["resources"]["threads"]
-        torch.set_num_threads(signals_threads)
-        started = time.perf_counter()
-        write_signals(teacher, data, len(data), 8, args.max_tokens, tmp / "signals",
-                      torch.device("cpu"), {"teacher": "random", "corpus": "bench"})
-        prepare_seconds = time.perf_counter() - started
-        torch.set_num_threads(args.threads)
-        signals = TeacherSignals(tmp / "signals")
-        losses = config["losses"]
-        entries = {
-            "word_kd live": {**losses["word_kd"], "name": "word_kd", "alpha": alpha,
-                             "teacher_topk": 0},
-            "word_kd top-8": {**losses["word_kd"], "name": "word_kd", "alpha": alpha,
-                              "teacher_topk": 8},
-            "selective batch top-8": {**losses["selective_kd"], "name": "selective_kd",
-                                      "strategy": "batch"},
-            "selective global top-8": {**losses["selective_kd"], "name": "selective_kd",
-                                       "strategy": "global"},
-            "selective batch live": {**losses["selective_kd"], "name": "selective_kd",
-                                     "teacher_topk": 0},
-            "annealing live": {**losses["annealing_kd"], "name": "annealing_kd",
-                               "teacher_topk": 0},
-            "tie_kd live, N=3": {**losses["tie_kd"], "name": "tie_kd"},
-            "tie_kd ranking, N=1": {**losses["tie_kd"], "name": "tie_kd", "iterations": 1},
-        }
+        prepare_seconds, signals = None, None
+        if "word_kd top-8" in entries:
+            # the teacher-signals job of the workflow, with the teacher's threads
+            signals_threads = config["teachers"][0]["resources"]["threads"]
+            torch.set_num_threads(signals_threads)
+            started = time.perf_counter()
+            write_signals(teacher, data, len(data), 8, args.max_tokens, tmp / "signals",
+                          torch.device("cpu"), {"teacher": "random", "corpus": "bench"})
+            prepare_seconds = time.perf_counter() - started
+            torch.set_num_threads(args.threads)
+            signals = TeacherSignals(tmp / "signals")
         criteria = {"baseline (nll)": LabelSmoothedNLL(0.1)}
         criteria.update({name: bound(entry, teacher, signals) for name, entry in entries.items()})
         trainers = {name: make_trainer(student_cfg, data, criterion,
-                                       tmp / name.replace(" ", "_"), args.max_tokens,
-                                       args.threads)
+                                       tmp / name.replace(" ", "_").replace(",", ""),
+                                       args.max_tokens, args.threads)
                     for name, criterion in criteria.items()}
-        batches = next(iter(trainers.values())).epoch_batches(0)
-        groups = [[batch] for batch in batches]
-        for trainer in trainers.values():  # warm-up
-            time_updates(trainer, groups[:3])
-        times: dict[str, list[float]] = {name: [] for name in trainers}
-        for round_ in range(args.rounds):
-            window = groups[3 + round_ * args.updates: 3 + (round_ + 1) * args.updates]
-            for name, trainer in trainers.items():  # interleaved: the same noise for all
-                times[name].append(time_updates(trainer, window))
-    base = statistics.median(times["baseline (nll)"])
+        times = timed_rounds(trainers, args.updates, args.rounds)
     print(f"{len(data)} Multi30k pairs, vocabulary {vocab}, {args.threads} thread(s), "
           f"max_tokens {args.max_tokens}, median of {args.rounds} rounds x {args.updates} "
           "updates")
+    report(times, prepare_seconds, len(data), run_updates,
+           config["teachers"][0]["resources"]["threads"])
+
+
+def report(times: dict[str, list[float]], prepare_seconds: float | None, pairs: int,
+           run_updates: int, signals_threads: int) -> None:
+    base = statistics.median(times["baseline (nll)"])
     print(f"{'loss':24} {'s/update':>9} {'updates/s':>10} {'x baseline':>11}")
     for name, values in times.items():
         seconds = statistics.median(values)
         print(f"{name:24} {seconds:9.3f} {1 / seconds:10.2f} {base / seconds:11.2f}")
+    if prepare_seconds is None:
+        return
     top8 = statistics.median(times["word_kd top-8"])
-    per_sentence = prepare_seconds / len(data)
+    per_sentence = prepare_seconds / pairs
     # a whole run: the updates at the measured step times, plus the one-off teacher pass
     whole_baseline, whole_top8 = run_updates * base, run_updates * top8 + prepare_seconds
     print(f"top-8 teacher pass (the teacher_signals job, {signals_threads} threads): "
-          f"{prepare_seconds:.1f} s for {len(data)} pairs ({per_sentence * 1e3:.2f} ms/pair)")
-    print(f"whole run of {run_updates} updates on these {len(data)} pairs: baseline "
+          f"{prepare_seconds:.1f} s for {pairs} pairs ({per_sentence * 1e3:.2f} ms/pair)")
+    print(f"whole run of {run_updates} updates on these {pairs} pairs: baseline "
           f"{whole_baseline / 60:.1f} min, word_kd top-8 {whole_top8 / 60:.1f} min including the "
           f"teacher pass = {whole_baseline / whole_top8:.2f}x the baseline's updates/s "
           "(composed from the measured step times and the measured pass)")
