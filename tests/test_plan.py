@@ -383,7 +383,7 @@ def test_the_tie_kd_studies_share_word_kd_full_and_compare_against_their_baselin
      "config error at students[18]: 'lonely' is in no study: add it to the students of one "
      "of studies.kim_rush, studies.word_level, studies.tie_kd_ablation, studies.soft_targets"),
     (lambda c: c["students"][11].update(loss={"name": "tie_kd", "iterations": 0}),
-     "config error at students[11].loss: loss.iterations must be at least 1, got 0"),
+     "config error at students[11].loss: loss.iterations must be a whole number of at least 1"),
 ])
 def test_study_errors_name_their_key(change, expected):
     config = base_config()

@@ -143,8 +143,12 @@ def test_criteria_needs_and_config_errors():
     with pytest.raises(NmtkdError, match=r"loss.topk \(9\) cannot exceed loss.teacher_topk"):
         build_criterion({"name": "soft_target_kd", "variant": "topk_info", "topk": 9,
                          "teacher_topk": 8})
-    with pytest.raises(NmtkdError, match="loss.iterations must be at least 1, got 0"):
+    with pytest.raises(NmtkdError, match="loss.iterations must be a whole number of at least "
+                       "1, got 0"):
         build_criterion({"name": "tie_kd", "iterations": 0})
+    with pytest.raises(NmtkdError, match="loss.topk must be a whole number of at least 1, got "
+                       "2.5"):
+        build_criterion({"name": "tie_kd", "topk": 2.5})
     with pytest.raises(NmtkdError, match="loss.ranking must be true or false"):
         build_criterion({"name": "tie_kd", "ranking": "yes"})
 

@@ -56,10 +56,9 @@ class TieKD(Criterion):
 
     def __init__(self, iterations: int = 3, ranking: bool = True, topk: int = 5,
                  alpha: float = 0.5, label_smoothing: float = 0.1, time_chunk: int = 64):
-        if iterations < 1:
-            raise NmtkdError(f"loss.iterations must be at least 1, got {iterations}")
-        if topk < 1:
-            raise NmtkdError(f"loss.topk must be at least 1, got {topk}")
+        for key, value in (("iterations", iterations), ("topk", topk)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise NmtkdError(f"loss.{key} must be a whole number of at least 1, got {value}")
         if not 0.0 <= alpha <= 1.0:
             raise NmtkdError(f"loss.alpha must be in [0, 1], got {alpha}")
         if time_chunk < 1:
