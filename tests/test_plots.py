@@ -12,7 +12,7 @@ from test_students import teacher_baseline_seq_kd
 
 from nmtkd.compare import write_comparison
 from nmtkd.errors import NmtkdError
-from nmtkd.plots import pareto_front, student_summary, write_plots
+from nmtkd.plots import label_offsets, pareto_front, student_summary, write_plots
 
 NAN = float("nan")
 
@@ -23,6 +23,20 @@ def test_pareto_front_keeps_the_models_nothing_beats_on_both_axes():
     assert pareto_front(points) == [3, 0, 2]
     assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # equal points: neither dominates
     assert pareto_front([]) == []
+
+
+def test_labels_of_close_points_take_different_sides():
+    # the run's int8 plot: baseline_seqinter and seq_kd 0.4 % of the speed span apart
+    x = pd.Series({"teacher": 2242.0, "baseline_seqinter": 3342.0, "seq_kd": 3469.0,
+                   "word_kd": 3199.0, "third": 3400.0})
+    y = pd.Series({"teacher": 25.8, "baseline_seqinter": 22.27, "seq_kd": 22.26,
+                   "word_kd": 21.6, "third": 22.28})
+    offsets = label_offsets(x, y)
+    assert offsets["teacher"] == (4, 4, "left") and offsets["word_kd"] == (4, 4, "left")
+    assert offsets["baseline_seqinter"] == (4, 4, "left")
+    assert offsets["seq_kd"] == (4, -11, "left")  # above-right is taken by its neighbour
+    assert offsets["third"] == (-4, 4, "right")  # both right-hand sides are taken
+    assert label_offsets(pd.Series({"a": 1.0}), pd.Series({"a": 2.0})) == {"a": (4, 4, "left")}
 
 
 def test_student_summary_averages_test_sets_per_run_then_runs():

@@ -61,9 +61,38 @@ def _labelled_points(axes: plt.Axes, x: pd.Series, y: pd.Series, yerr: pd.Series
     """Points with their seed spread as error bars, each labelled with its student's name."""
     shown = ~(x.isna() | y.isna())
     axes.errorbar(x[shown], y[shown], yerr=yerr[shown], fmt="o", capsize=3, **style)
-    for name in x[shown].index:
-        axes.annotate(name, (x[name], y[name]), textcoords="offset points", xytext=(4, 4),
-                      fontsize=8)
+    for name, (dx, dy, align) in label_offsets(x[shown], y[shown]).items():
+        axes.annotate(name, (x[name], y[name]), textcoords="offset points", xytext=(dx, dy),
+                      ha=align, fontsize=8)
+
+
+# label positions around a point (offset points, alignment), tried in this order
+LABEL_OFFSETS = ((4, 4, "left"), (4, -11, "left"), (-4, 4, "right"), (-4, -11, "right"))
+
+
+def label_offsets(x: pd.Series, y: pd.Series, near_x: float = 0.15,
+                  near_y: float = 0.05) -> dict[Any, tuple[int, int, str]]:
+    """Each point's label position: the first of LABEL_OFFSETS on a side (right/left,
+    above/below) that no earlier point within `near_x` × `near_y` of the axes' span (in data
+    units scaled to [0, 1]) has taken, so that labels of close points do not overlap."""
+    def scaled(values: pd.Series) -> pd.Series:
+        span = values.max() - values.min()
+        return (values - values.min()) / span if span > 0 else values * 0.0
+
+    sx, sy = scaled(x), scaled(y)
+    placed: list[tuple[float, float, int, int]] = []
+    offsets = {}
+    for name in x.index:
+        def free(dx: int, dy: int, name: Any = name) -> bool:
+            return not any(abs(sx[name] - px) < near_x and abs(sy[name] - py) < near_y
+                           and (dx > 0) == (pdx > 0) and (dy > 0) == (pdy > 0)
+                           for px, py, pdx, pdy in placed)
+
+        dx, dy, align = next((offset for offset in LABEL_OFFSETS if free(*offset[:2])),
+                             LABEL_OFFSETS[0])
+        placed.append((sx[name], sy[name], dx, dy))
+        offsets[name] = (dx, dy, align)
+    return offsets
 
 
 def bleu_speed(summary: pd.DataFrame, quant: str, context: dict[str, Any]) -> Figure:
