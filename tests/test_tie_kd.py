@@ -206,7 +206,7 @@ def test_one_pass_without_ranking_is_live_word_kd_and_ranking_adds_alpha_times_i
     mask = batch.target_out != PAD_ID
     p = F.softmax(student(batch.source, batch.target_in), dim=-1)
     q = F.softmax(teacher(batch.source, batch.target_in), dim=-1)
-    rank = float(ranking_loss(p, q, 5)[mask].sum())
+    rank = float(ranking_loss(p, q, 5)[mask].sum().detach())
     assert rank > 0
     out = ranked(step)
     assert float(out.loss.detach()) == pytest.approx(expected + 0.5 * rank, rel=1e-6)
