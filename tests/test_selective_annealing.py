@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 from conftest import kill_9_after_save, make_trainer, train_command
-from criterion_steps import step_with
+from criterion_steps import FixedTeacher, step_with
 
 from nmtkd import checkpoint
 from nmtkd.batching import Batch
@@ -134,23 +134,6 @@ def test_phi_climbs_in_equal_blocks_and_ends_at_one():
     assert annealing_factor(100, 100, 7) == 1.0
     with pytest.raises(NmtkdError, match="needs the run's max_updates"):
         annealing_factor(1, 0, 10)
-
-
-class FixedTeacher(torch.nn.Module):
-    """A 'teacher' whose decoder returns the given logits, whatever the prefix."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = logits
-
-    def encode(self, source):
-        return source, None
-
-    def memory_kv(self, memory):
-        return memory
-
-    def decode(self, target_in, memory_kv, mask):
-        return self.logits[:, : target_in.size(1)]
 
 
 def test_stage_one_regresses_onto_the_scaled_teacher_logits():

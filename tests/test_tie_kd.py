@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import kill_9_after_save, train_command
-from criterion_steps import step_with
+from criterion_steps import FixedTeacher, step_with
 
 from nmtkd import checkpoint
 from nmtkd.batching import Batch
@@ -106,7 +106,7 @@ def test_soft_target_kd_mixes_smoothed_nll_and_the_variant_term():
                   target_out=target, indices=[0], lines=[0])
     teacher = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 0.0, 2.0]]])
     criterion = build_criterion({"name": "soft_target_kd", "variant": "without_correlation"})
-    criterion.bind(teacher_model=LogitsModel(teacher))
+    criterion.bind(teacher_model=FixedTeacher(teacher))
     out = criterion(step_with(logits, batch))
     log_p = F.log_softmax(logits.detach(), dim=-1)[0]
     q = F.softmax(teacher, dim=-1)[0]
@@ -114,23 +114,6 @@ def test_soft_target_kd_mixes_smoothed_nll_and_the_variant_term():
     kept = -(q[0, 0] * log_p[0, 0] + q[1, 2] * log_p[1, 2])  # each position's top-1 only
     expected = float(0.5 * smoothed + 0.5 * kept)
     assert float(out.loss.detach()) == pytest.approx(expected, abs=1e-5)
-
-
-class LogitsModel(torch.nn.Module):
-    """A 'teacher' whose decoder returns fixed logits [batch, time, vocab] for any prefix."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = logits
-
-    def encode(self, source):
-        return source, None
-
-    def memory_kv(self, memory):
-        return []
-
-    def decode(self, target_in, memory_kv, mask):
-        return self.logits[:, :target_in.size(1)]
 
 
 def test_criteria_needs_and_config_errors():
