@@ -101,6 +101,10 @@ rule top1_agreement:
         ref=f"{RESULTS}/data/raw/{{testset}}.{TGT}",
     output:
         f"{RESULTS}/eval/{{model}}/{{testset}}.agreement.json",
+    params:
+        # the version of `nmtkd agreement`'s JSON: raising it reruns results of an older
+        # nmtkd (version 2 added top1_reference), which Snakemake cannot tell apart otherwise
+        result_format=2,
     log:
         f"{LOGS}/top1_agreement/{{model}}.{{testset}}.log",
     benchmark:
