@@ -55,6 +55,10 @@ class ScriptedModel:
                 logits[row, 0, word] = math.log(probability)
         return logits
 
+    def decode_with_states(self, target_in, memory_kv, memory_mask, caches, offset,
+                           state=None) -> tuple[torch.Tensor, None]:
+        return self.decode(target_in, memory_kv, memory_mask, caches, offset), None
+
 
 def test_scripted_search_with_and_without_length_penalty():
     model = ScriptedModel()

@@ -37,7 +37,7 @@ class TeacherTop1(Criterion):
     def signals_k(self):
         return 1
 
-    def bind(self, teacher_model=None, teacher_signals=None):
+    def bind(self, teacher_model=None, teacher_signals=None, knn_targets=None):
         self.signals = teacher_signals
 
     def __call__(self, step):

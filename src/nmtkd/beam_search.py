@@ -17,6 +17,7 @@ log-probabilities, which CTranslate2 cannot do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,10 @@ from torch import Tensor
 from nmtkd.batching import encode_source, pad
 from nmtkd.model import Transformer
 from nmtkd.spm import BOS_ID, EOS_ID
+
+# Turns the live beams' log-probabilities [rows, vocab] into the ones the search ranks by,
+# given their decoder states [rows, d_model] (the one its `state` attribute names).
+StepScorer = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -87,18 +92,24 @@ class BeamState:
 @torch.inference_mode()
 def beam_search(model: Transformer, sources: list[list[int]], beam_size: int = 5,
                 max_length: int = 256, length_penalty: float = 1.0, nbest: int = 1,
-                device: torch.device | str = "cpu") -> list[list[Hypothesis]]:
-    """Beam-search raw source ids (</s> appended here); the `nbest` best per sentence."""
+                device: torch.device | str = "cpu",
+                scorer: StepScorer | None = None) -> list[list[Hypothesis]]:
+    """Beam-search raw source ids (</s> appended here); the `nbest` best per sentence. A
+    `scorer` (e.g. kNN-MT's) rescores each step's log-probabilities from the decoder states."""
     if not 1 <= nbest <= beam_size:
         raise ValueError(f"nbest must be between 1 and the beam size {beam_size}, got {nbest}")
     model.eval()
     state = start(model, sources, beam_size, device)
     searches = [SentenceSearch() for _ in sources]
     for step in range(max_length):
-        logits = model.decode(state.sequences[:, -1:], state.memory_kv, state.memory_mask,
-                              caches=state.caches, offset=step)[:, -1]
-        advance(state, F.log_softmax(logits.float(), dim=-1), searches, beam_size, nbest,
-                length_penalty, last_step=step + 1 == max_length)
+        logits, states = model.decode_with_states(
+            state.sequences[:, -1:], state.memory_kv, state.memory_mask, caches=state.caches,
+            offset=step, state=getattr(scorer, "state", None))
+        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        if scorer is not None:
+            log_probs = scorer(log_probs, states[:, -1])
+        advance(state, log_probs, searches, beam_size, nbest, length_penalty,
+                last_step=step + 1 == max_length)
         if not state.sentences:
             break
     return [search.best(nbest, length_penalty) for search in searches]
@@ -107,8 +118,8 @@ def beam_search(model: Transformer, sources: list[list[int]], beam_size: int = 5
 def beam_translate_ids(model: Transformer, sources: list[list[int]], batch_size: int = 32,
                        beam_size: int = 5, max_length: int = 256, length_penalty: float = 1.0,
                        nbest: int = 1, device: torch.device | str = "cpu",
-                       progress: bool = True,
-                       max_len: tuple[float, int] = (0.0, 0)) -> list[list[Hypothesis]]:
+                       progress: bool = True, max_len: tuple[float, int] = (0.0, 0),
+                       scorer: StepScorer | None = None) -> list[list[Hypothesis]]:
     """Beam-search many sentences in length-sorted batches; results in input order. Each
     batch generates at most max_len[0]·|x| + max_len[1] tokens (its longest source)."""
     from tqdm import tqdm
@@ -121,7 +132,7 @@ def beam_translate_ids(model: Transformer, sources: list[list[int]], batch_size:
         for chunk, bound in bounded_chunks([len(s) for s in sources], batch_size, max_length,
                                            *max_len):
             found = beam_search(model, [sources[i] for i in chunk], beam_size, bound,
-                                length_penalty, nbest, device)
+                                length_penalty, nbest, device, scorer)
             for index, hypotheses in zip(chunk, found, strict=True):
                 results[index] = hypotheses
             bar.update(len(chunk))

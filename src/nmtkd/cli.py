@@ -101,7 +101,8 @@ def train_model(args: argparse.Namespace) -> None:
         valid_src=Path(args.valid_src), valid_tgt=Path(args.valid_tgt),
         valid_ref=Path(args.valid_ref), spm=Path(args.spm), workdir=Path(args.workdir),
         output=Path(args.output), summary=Path(args.summary), init=optional(args.init),
-        teacher=optional(args.teacher), teacher_signals=optional(args.teacher_signals))
+        teacher=optional(args.teacher), teacher_signals=optional(args.teacher_signals),
+        knn_targets=optional(args.knn_targets))
     run_training(files, args.settings, args.threads)
 
 
@@ -113,6 +114,35 @@ def cmd_teacher_signals(args: argparse.Namespace) -> None:
                                    args.device, args.threads)
     log.info("%s: top-%d of %d target positions on %d lines (%d lines too long)", args.output,
              meta["k"], meta["positions"], meta["lines"], meta["skipped_lines"])
+
+
+def cmd_datastore(args: argparse.Namespace) -> None:
+    from nmtkd.knn.jobs import build_datastore
+
+    meta = build_datastore(Path(args.model), Path(args.train_src), Path(args.train_tgt),
+                           Path(args.spm), args.state, args.max_tokens, Path(args.output),
+                           args.device, args.threads)
+    log.info("%s: %d entries (%s keys, dimension %d) on %d lines (%d lines too long)",
+             args.output, meta["entries"], meta["state"], meta["dim"], meta["lines"],
+             meta["skipped_lines"])
+
+
+def cmd_knn_index(args: argparse.Namespace) -> None:
+    from nmtkd.knn.jobs import build_index
+
+    meta = build_index(Path(args.datastore), args.settings, Path(args.output), args.threads)
+    log.info("%s: %s index of %d keys, %.1f MB, built in %.1f s (faiss %s)", args.output,
+             meta["type"], meta["entries"], meta["bytes"] / 1e6, meta["build_seconds"],
+             meta["faiss"])
+
+
+def cmd_knn_targets(args: argparse.Namespace) -> None:
+    from nmtkd.knn.jobs import compute_knn_targets
+
+    meta = compute_knn_targets(Path(args.datastore), Path(args.index), args.k,
+                               not args.exclude_self, Path(args.output), args.threads)
+    log.info("%s: %d neighbours of each of %d tokens (own entry %s)", args.output, meta["k"],
+             meta["positions"], "kept" if meta["keep_self"] else "excluded")
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
@@ -356,6 +386,7 @@ HANDLERS = {
     "fetch": cmd_fetch, "clean": cmd_clean, "spm-train": cmd_spm_train,
     "spm-encode": cmd_spm_encode, "split": cmd_split, "gather": cmd_gather,
     "train": cmd_train, "teacher-signals": cmd_teacher_signals, "export": cmd_export,
+    "datastore": cmd_datastore, "knn-index": cmd_knn_index, "knn-targets": cmd_knn_targets,
     "corpus": cmd_corpus, "expand-nbest": cmd_expand_nbest,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "significance": cmd_significance,

@@ -16,6 +16,10 @@ from torch import Tensor, nn
 from nmtkd.spm import PAD_ID
 
 LAYER_NORM_EPS = 1e-5
+# Decoder states a kNN datastore can key on: the last layer's output after the final norm
+# (the input of the output projection; kNN-KD's code) and the normalised input of the last
+# layer's feed-forward block (the official kNN-MT's `last_ffn_input`).
+DECODER_STATES = ("final", "last_ffn_input")
 
 
 @dataclass(frozen=True)
@@ -188,11 +192,35 @@ class Transformer(nn.Module):
         caches: list[dict[str, Tensor]] | None = None, offset: int = 0,
     ) -> Tensor:
         """Decoder logits [batch, tgt_len, vocab]. With caches, decodes incrementally."""
-        x = self.embed(target_in, offset)
-        for index, layer in enumerate(self.decoder_layers):
-            x = layer(x, memory_kv[index], memory_mask,
-                      cache=caches[index] if caches is not None else None)
-        return F.linear(self.decoder_norm(x), self.embedding.weight)
+        return self.decode_with_states(target_in, memory_kv, memory_mask, caches, offset)[0]
+
+    def decode_with_states(
+        self, target_in: Tensor, memory_kv: list[tuple[Tensor, Tensor]], memory_mask: Tensor,
+        caches: list[dict[str, Tensor]] | None = None, offset: int = 0,
+        state: str | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Decoder logits and, with `state` (one of DECODER_STATES), that decoder state
+        [batch, tgt_len, d_model] at every position: the kNN-MT datastore's keys."""
+        if state is not None and state not in DECODER_STATES:
+            raise ValueError(f"unknown decoder state {state!r} (known: "
+                             f"{', '.join(DECODER_STATES)})")
+        captured: list[Tensor] = []
+        hook = None
+        if state == "last_ffn_input":  # the normalised input of the last layer's fc1
+            hook = self.decoder_layers[-1].ffn.norm.register_forward_hook(
+                lambda _module, _inputs, output: captured.append(output))
+        try:
+            x = self.embed(target_in, offset)
+            for index, layer in enumerate(self.decoder_layers):
+                x = layer(x, memory_kv[index], memory_mask,
+                          cache=caches[index] if caches is not None else None)
+        finally:
+            if hook is not None:
+                hook.remove()
+        features = self.decoder_norm(x)
+        if state == "final":
+            captured.append(features)
+        return F.linear(features, self.embedding.weight), (captured[0] if captured else None)
 
     def forward(self, source: Tensor, target_in: Tensor,
                 passes: int | None = None) -> Tensor | list[tuple[Tensor, Tensor]]:

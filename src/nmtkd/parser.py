@@ -160,6 +160,8 @@ def _train_command(command) -> None:
     add_path(p, "--teacher-signals", INPUT,
              help="the teacher's top-k on the training data (nmtkd teacher-signals), for a "
              "loss that reads them")
+    add_path(p, "--knn-targets", INPUT,
+             help="each training token's datastore neighbours (nmtkd knn-targets), for kNN-KD")
     p.add_argument("--gpus", type=non_negative_int, default=0,
                    help="GPUs this job may use: claims free ones (file locks) unless the "
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
@@ -204,6 +206,43 @@ def _model_commands(command) -> None:
     p.add_argument("--count", type=positive_int, default=2, help="candidates per source")
     add_path(p, "--out-src", OUTPUT, required=True)
     add_path(p, "--out-tgt", OUTPUT, required=True)
+
+
+def _knn_commands(command) -> None:
+    from nmtkd.model import DECODER_STATES
+
+    p = command("datastore", "Build a kNN-MT datastore: a model's decoder state (key) and the "
+                "gold next token (value) at every target position of a corpus, memory-mapped")
+    add_path(p, "--model", INPUT, required=True, help="the model's torch checkpoint")
+    add_path(p, "--train-src", INPUT, required=True, help="SentencePiece-encoded source")
+    add_path(p, "--train-tgt", INPUT, required=True)
+    add_path(p, "--spm", INPUT, required=True)
+    p.add_argument("--state", choices=DECODER_STATES, default="final",
+                   help="the key: the decoder output after the final norm (kNN-KD's code), or "
+                   "the normalised input of the last feed-forward block (kNN-MT's)")
+    p.add_argument("--max-tokens", type=positive_int, default=2500,
+                   help="padded tokens per batch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=non_negative_int, default=0)
+    add_path(p, "--output", OUTPUT_DIR, required=True, help="datastore directory")
+
+    p = command("knn-index", "Build the faiss index of a datastore's keys")
+    add_path(p, "--datastore", INPUT, required=True)
+    p.add_argument("--settings", type=json_object, default={},
+                   help='JSON: {"type": "flat" | "ivfpq", "centroids", "code_size", "nprobe", '
+                   '"train_sample", "seed"}')
+    p.add_argument("--threads", type=non_negative_int, default=0)
+    add_path(p, "--output", OUTPUT_DIR, required=True, help="index directory")
+
+    p = command("knn-targets", "Search every datastore entry's k nearest neighbours once and "
+                "store them (kNN-KD's soft targets, in the teacher signals' layout)")
+    add_path(p, "--datastore", INPUT, required=True)
+    add_path(p, "--index", INPUT, required=True)
+    p.add_argument("--k", type=positive_int, default=64, help="neighbours kept per token")
+    p.add_argument("--exclude-self", action="store_true",
+                   help="drop each token's own entry (the reference keeps it)")
+    p.add_argument("--threads", type=non_negative_int, default=0)
+    add_path(p, "--output", OUTPUT_DIR, required=True, help="kNN targets directory")
 
 
 def _decode_commands(command) -> None:
@@ -322,7 +361,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=help_text)
 
-    for group in (_data_commands, _train_command, _model_commands, _decode_commands,
-                  _report_commands):
+    for group in (_data_commands, _train_command, _model_commands, _knn_commands,
+                  _decode_commands, _report_commands):
         group(command)
     return parser

@@ -11,7 +11,13 @@ from typing import Any
 import torch
 
 from nmtkd.batching import ParallelData
-from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS, Criterion, build_criterion
+from nmtkd.criteria import (
+    KNN_TARGETS,
+    TEACHER_MODEL,
+    TEACHER_SIGNALS,
+    Criterion,
+    build_criterion,
+)
 from nmtkd.errors import NmtkdError
 from nmtkd.model import ModelConfig
 from nmtkd.spm import Tokenizer
@@ -35,6 +41,7 @@ class TrainingFiles:
     init: Path | None = None
     teacher: Path | None = None
     teacher_signals: Path | None = None
+    knn_targets: Path | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -99,8 +106,30 @@ def bound_criterion(spec: dict[str, Any], files: TrainingFiles, train: ParallelD
             raise NmtkdError(f"{files.teacher_signals}: holds the teacher's top-{signals.k}, "
                              f"the loss reads top-{criterion.signals_k}")
         identity["teacher_signals"] = signals.fingerprint
-    criterion.bind(teacher_model=teacher_model, teacher_signals=signals)
+    knn_targets = None
+    if KNN_TARGETS in criterion.needs:
+        knn_targets = stored_knn_targets(files, train, criterion.signals_k)
+        identity["knn_targets"] = knn_targets.fingerprint
+    criterion.bind(teacher_model=teacher_model, teacher_signals=signals,
+                   knn_targets=knn_targets)
     return criterion
+
+
+def stored_knn_targets(files: TrainingFiles, train: ParallelData, k: int):
+    """The kNN targets of the training corpus, checked against it (made by knn-targets)."""
+    from nmtkd.teacher_signals import TeacherSignals, files_sha256
+
+    if files.knn_targets is None:
+        raise NmtkdError("loss 'knn_kd' reads each token's stored neighbours: pass "
+                         "--knn-targets (made by nmtkd knn-targets)")
+    targets = TeacherSignals(files.knn_targets)
+    if targets.meta.get("kind") != "knn":
+        raise NmtkdError(f"{files.knn_targets}: holds teacher signals, not kNN targets")
+    targets.check_corpus(files_sha256(files.train_src, files.train_tgt), train)
+    if targets.k < k:
+        raise NmtkdError(f"{files.knn_targets}: holds {targets.k} neighbours per token, the "
+                         f"loss reads {k}")
+    return targets
 
 
 def train_model(files: TrainingFiles, settings: dict[str, Any], threads: int = 0) -> None:

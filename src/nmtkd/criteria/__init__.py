@@ -2,6 +2,7 @@
 See `base` for the contract and `registry` for how a name (or a user's module) is resolved."""
 
 from nmtkd.criteria.base import (
+    KNN_TARGETS,
     NEEDS,
     TEACHER_MODEL,
     TEACHER_SIGNALS,
@@ -13,6 +14,6 @@ from nmtkd.criteria.base import (
 )
 from nmtkd.criteria.registry import build_criterion, known_criteria, register
 
-__all__ = ["NEEDS", "TEACHER_MODEL", "TEACHER_SIGNALS", "Criterion", "CriterionOutput",
-           "TrainingStep", "build_criterion", "known_criteria", "nll_terms", "register",
-           "token_nll"]
+__all__ = ["KNN_TARGETS", "NEEDS", "TEACHER_MODEL", "TEACHER_SIGNALS", "Criterion",
+           "CriterionOutput", "TrainingStep", "build_criterion", "known_criteria", "nll_terms",
+           "register", "token_nll"]

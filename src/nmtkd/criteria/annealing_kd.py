@@ -75,7 +75,7 @@ class AnnealingKD(Criterion):
     def signals_k(self) -> int:
         return self.topk
 
-    def bind(self, teacher_model=None, teacher_signals=None) -> None:
+    def bind(self, teacher_model=None, teacher_signals=None, knn_targets=None) -> None:
         self.teacher, self.signals = teacher_model, teacher_signals
         if self.teacher is not None:
             self.teacher.requires_grad_(False)

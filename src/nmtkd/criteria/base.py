@@ -25,7 +25,8 @@ from nmtkd.spm import PAD_ID
 # What a criterion may need besides the batch (its `needs`).
 TEACHER_MODEL = "teacher_model"  # the teacher's torch model, run live on each batch
 TEACHER_SIGNALS = "teacher_signals"  # the teacher's top-k ids and logits, computed once
-NEEDS = (TEACHER_MODEL, TEACHER_SIGNALS)
+KNN_TARGETS = "knn_targets"  # each training token's datastore neighbours, searched once
+NEEDS = (TEACHER_MODEL, TEACHER_SIGNALS, KNN_TARGETS)
 
 
 @dataclass
@@ -76,11 +77,12 @@ class Criterion:
 
     @property
     def signals_k(self) -> int:
-        """With TEACHER_SIGNALS: how many of the teacher's largest logits per position it reads."""
+        """With TEACHER_SIGNALS: how many of the teacher's largest logits per position it reads
+        (with KNN_TARGETS: how many stored neighbours)."""
         return 0
 
     def bind(self, teacher_model: torch.nn.Module | None = None,
-             teacher_signals: Any | None = None) -> None:
+             teacher_signals: Any | None = None, knn_targets: Any | None = None) -> None:
         """Receive what `needs` asked for (the trainer calls this before training)."""
 
     def normaliser(self, batch: Batch) -> int:

@@ -19,7 +19,8 @@ from nmtkd.errors import NmtkdError
 
 CRITERIA: dict[str, type[Criterion]] = {}
 BUILT_IN = ("nmtkd.criteria.nll", "nmtkd.criteria.word_kd", "nmtkd.criteria.selective_kd",
-            "nmtkd.criteria.annealing_kd", "nmtkd.criteria.soft_targets", "nmtkd.criteria.tie_kd")
+            "nmtkd.criteria.annealing_kd", "nmtkd.criteria.soft_targets", "nmtkd.criteria.tie_kd",
+            "nmtkd.criteria.knn_kd")
 
 
 def register(cls: type[Criterion]) -> type[Criterion]:

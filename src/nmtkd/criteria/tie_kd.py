@@ -74,7 +74,7 @@ class TieKD(Criterion):
     def needs(self) -> frozenset[str]:
         return frozenset({TEACHER_MODEL})
 
-    def bind(self, teacher_model=None, teacher_signals=None) -> None:
+    def bind(self, teacher_model=None, teacher_signals=None, knn_targets=None) -> None:
         self.teacher = teacher_model
         if self.teacher is not None:
             self.teacher.requires_grad_(False)

@@ -62,7 +62,7 @@ class WordKD(Criterion):
     def signals_k(self) -> int:
         return self.topk
 
-    def bind(self, teacher_model=None, teacher_signals=None) -> None:
+    def bind(self, teacher_model=None, teacher_signals=None, knn_targets=None) -> None:
         self.signals = teacher_signals
         self.teacher = teacher_model
         if self.teacher is not None:

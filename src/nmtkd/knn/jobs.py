@@ -1,0 +1,76 @@
+"""The kNN commands without the command line: `nmtkd datastore`, `nmtkd knn-index` and
+`nmtkd knn-targets`, each writing one directory atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmtkd.batching import ParallelData
+from nmtkd.errors import NmtkdError
+from nmtkd.safepaths import atomic_path
+from nmtkd.spm import Tokenizer
+from nmtkd.teacher_signals import files_sha256
+
+
+def build_datastore(model: Path, train_src: Path, train_tgt: Path, spm: Path, state: str,
+                    max_tokens: int, output: Path, device: str = "auto",
+                    threads: int = 0) -> dict[str, Any]:
+    """The datastore of `model` over a corpus (its keys: the decoder state `state`)."""
+    from nmtkd.checkpoint import load_model
+    from nmtkd.knn.datastore import write_datastore
+    from nmtkd.trainer import resolve_device
+    from nmtkd.training_job import file_sha256
+
+    if threads:
+        torch.set_num_threads(threads)
+    network, _ = load_model(model)
+    tokenizer = Tokenizer(spm)
+    if len(tokenizer) != network.cfg.vocab_size:
+        raise NmtkdError(f"{spm}: {len(tokenizer)} pieces, but {model} has a vocabulary of "
+                         f"{network.cfg.vocab_size}")
+    data = ParallelData.from_piece_files(train_src, train_tgt, tokenizer,
+                                         network.cfg.max_positions)
+    meta = {"model": file_sha256(model), "corpus": files_sha256(train_src, train_tgt),
+            "max_tokens": max_tokens}
+    with atomic_path(output, directory=True, owner="datastore") as tmp:
+        return write_datastore(network, data, len(data) + data.skipped, state, max_tokens, tmp,
+                               resolve_device(device), meta)
+
+
+def build_index(datastore: Path, settings: dict[str, Any], output: Path,
+                threads: int = 0) -> dict[str, Any]:
+    """The faiss index of a datastore's keys."""
+    from nmtkd.knn.datastore import Datastore
+    from nmtkd.knn.index import IndexSettings, faiss_module, write_index
+
+    if threads:
+        faiss_module().omp_set_num_threads(threads)
+    store = Datastore(datastore)
+    try:
+        chosen = IndexSettings(**settings)
+    except TypeError as error:
+        raise NmtkdError(f"knn.index: {error}") from None
+    meta = {"datastore": store.meta.get("model"), "corpus": store.meta.get("corpus")}
+    with atomic_path(output, directory=True, owner="knn-index") as tmp:
+        return write_index(store.keys, chosen, tmp, meta)
+
+
+def compute_knn_targets(datastore: Path, index: Path, k: int, keep_self: bool, output: Path,
+                        threads: int = 0) -> dict[str, Any]:
+    """Every datastore entry's k neighbours (its own entry kept or not), stored as signals."""
+    from nmtkd.knn.datastore import Datastore
+    from nmtkd.knn.index import Index, faiss_module
+    from nmtkd.knn.targets import write_targets
+
+    if threads:
+        faiss_module().omp_set_num_threads(threads)
+    store, searched = Datastore(datastore), Index(index)
+    if searched.meta.get("datastore") != store.meta.get("model") or len(searched) != len(store):
+        raise NmtkdError(f"{index}: not the index of {datastore} (rebuild it with "
+                         "`nmtkd knn-index`)")
+    if not 1 <= k <= len(store) - (0 if keep_self else 1):
+        raise NmtkdError(f"--k: {k} neighbours asked of a datastore of {len(store)} entries")
+    return write_targets(store, searched, k, keep_self, output, {"index_dir": str(index)})
