@@ -41,6 +41,7 @@ include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/distill.smk"
 include: "rules/teacher_signals.smk"
+include: "rules/knn.smk"
 include: "rules/corpora.smk"
 include: "rules/report.smk"
 

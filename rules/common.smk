@@ -75,6 +75,8 @@ wildcard_constraints:
     beam=alternatives(BEAMS),
     quant=alternatives(QUANTIZATIONS),
     encoded_split="train|valid",
+    knn_model=re.escape(PLAN.knn_model),
+    targets=r"targets\.k[0-9]+(\.noself)?",
 
 
 def quoted(value):
@@ -130,6 +132,7 @@ training_priority = lambda wildcards: 10 if wildcards.model in PLAN.teachers els
 model_processes = of_model("model", "processes")
 model_gpus = of_model("model", "gpus")
 signals_inputs = from_plan("signals_inputs", "teacher", "corpus")
+datastore_inputs = from_plan("datastore_inputs", "corpus")
 teacher_device = lambda wildcards: PLAN.model(wildcards.teacher).training["device"]
 teacher_gpu = lambda wildcards: 1 if teacher_device(wildcards) == "cuda" else 0
 significance_inputs = from_plan("significance_inputs", "student", "baseline", "testset")

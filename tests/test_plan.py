@@ -183,7 +183,7 @@ def test_a_second_teacher_keys_its_distillation_signals_and_corpora_by_name():
 
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda c: c["students"][-1].update(teacher="huge"),
-     "config error at students[18].teacher: unknown teacher 'huge' (known: teacher, big)"),
+     "config error at students[19].teacher: unknown teacher 'huge' (known: teacher, big)"),
     (lambda c: c["teachers"][1].update(name="teacher"),
      "config error at teachers[1].name: 'teacher' is used by an earlier teacher"),
     (lambda c: c["students"][0].update(name="big"),
@@ -371,17 +371,59 @@ def test_the_tie_kd_studies_share_word_kd_full_and_compare_against_their_baselin
     assert paper["rows"]["kd_without_top1"] == "87.49 / 26.43"
 
 
+def test_the_knn_study_reads_the_teachers_stored_neighbours():
+    config = base_config()
+    config["study"] = "knn"
+    plan = plan_of(config)
+    assert list(plan.students) == ["baseline", "word_kd", "seq_kd", "selective_kd_global",
+                                   "knn_kd"]
+    assert plan.knn_model == TEACHER
+    targets = f"{R}/knn/teacher/gold/targets.k64"
+    assert plan.training_inputs("knn_kd")["knn_targets"] == targets
+    assert plan.training_arguments("knn_kd") == ["--knn-targets", targets]
+    assert plan.datastore_inputs("gold") == {
+        "model": f"{R}/models/teacher/model.pt", "spm": f"{R}/spm/spm.model",
+        "train_src": f"{R}/data/spm/train.en", "train_tgt": f"{R}/data/spm/train.de"}
+    assert plan.knn_index_arguments() == [
+        "--settings", '{"centroids": 4096, "code_size": 64, "nprobe": 32, "train_sample": 1000000, '
+        '"type": "ivfpq"}']
+    config["knn"].update(model="baseline", targets={"k": 64, "keep_self": False})
+    plan = plan_of(config)
+    assert plan.training_inputs("knn_kd")["knn_targets"] == (
+        f"{R}/knn/baseline/gold/targets.k64.noself")
+    assert plan.knn_targets_arguments() == ["--k", "64", "--exclude-self"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda c: c["knn"].update(model="word_kd_full"),
+     "config error at knn.model: 'word_kd_full' is not a model of this run (known: baseline, "
+     "knn_kd, selective_kd_global, seq_kd, teacher, word_kd; a student must be in a selected"),
+    (lambda c: c["knn"].update(model="knn_kd"),
+     "config error at knn.model: 'knn_kd' cannot key the datastore it learns from"),
+    (lambda c: c["knn"]["targets"].update(k=32),
+     "config error at students[18].loss: reads 64 neighbours per token, knn.targets.k stores 32"),
+    (lambda c: c["knn"]["index"].update(type="hnsw"),
+     "config error at knn.index.type: 'hnsw' is not one of"),
+])
+def test_knn_errors_name_their_key(change, expected):
+    config = base_config()
+    config["study"] = "knn"
+    change(config)
+    assert_plan_fails(config, expected)
+
+
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda c: c.update(study="word_levle"),
      "config error at study: unknown study 'word_levle' (known: kim_rush, word_level, "
-     "tie_kd_ablation, soft_targets)"),
+     "tie_kd_ablation, soft_targets, knn)"),
     (lambda c: c["studies"]["word_level"]["students"].append("tie_kdd"),
      "config error at studies.word_level.students[7]: unknown student 'tie_kdd'"),
     (lambda c: c["studies"]["word_level"].update(baseline="seqkd_seqinter"),
      "config error at studies.word_level.baseline: 'seqkd_seqinter' is not among the study's"),
     (lambda c: c["students"].append({"name": "lonely", "data": "gold", "loss": "nll"}),
-     "config error at students[18]: 'lonely' is in no study: add it to the students of one "
-     "of studies.kim_rush, studies.word_level, studies.tie_kd_ablation, studies.soft_targets"),
+     "config error at students[19]: 'lonely' is in no study: add it to the students of one "
+     "of studies.kim_rush, studies.word_level, studies.tie_kd_ablation, studies.soft_targets, "
+     "studies.knn"),
     (lambda c: c["students"][11].update(loss={"name": "tie_kd", "iterations": 0}),
      "config error at students[11].loss: loss.iterations must be a whole number of at least 1"),
 ])

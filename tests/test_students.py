@@ -491,22 +491,28 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
 
 
 WORD_LEVEL = ["baseline", "word_kd", "seq_kd", "annealing_kd", "selective_kd_batch",
-              "selective_kd_global", "tie_kd"]
+              "selective_kd_global", "tie_kd", "knn_kd"]
 
 
 def with_word_level_study(config):
-    """The tiny config with the default config's two studies; word_level's own students on
-    tiny schedules."""
+    """The tiny config with the default config's two studies; word_level's own students (and
+    kNN-KD, from an IVFPQ index of the teacher's datastore) on tiny schedules."""
     default = base_config()
     own = {"annealing_kd_stage1", "annealing_kd", "selective_kd_batch", "selective_kd_global",
-           "tie_kd"}
+           "tie_kd", "knn_kd"}
     config["students"] += [s for s in default["students"] if s["name"] in own]
-    config["students"][-5]["training"] = {"max_updates": 100, "average_last": 0,
-                                          "valid_interval": 50}  # annealing stage I
-    config["students"][-4]["training"] = {"lr": 3e-4, "warmup": 10, "max_updates": 40,
-                                          "valid_interval": 20}  # stage II
-    config["students"][-1]["training"] = {"max_updates": 40, "valid_interval": 20}  # TIE-KD
+    schedules = {"annealing_kd_stage1": {"max_updates": 100, "average_last": 0,
+                                         "valid_interval": 50},
+                 "annealing_kd": {"lr": 3e-4, "warmup": 10, "max_updates": 40,
+                                  "valid_interval": 20},  # stage II
+                 "tie_kd": {"max_updates": 40, "valid_interval": 20},
+                 "knn_kd": {"max_updates": 40, "valid_interval": 20}}
+    for student in config["students"]:
+        student["training"] = schedules.get(student["name"], student.get("training", {}))
     config["losses"]["selective_kd"]["queue_size"] = 2000
+    config["losses"]["knn_kd"]["k"] = 16
+    config["knn"] = {"index": {"type": "ivfpq", "centroids": 32, "code_size": 16, "nprobe": 8},
+                     "targets": {"k": 16}}
     config["studies"] = {"kim_rush": default["studies"]["kim_rush"],
                          "word_level": {**default["studies"]["word_level"],
                                         "students": WORD_LEVEL}}
@@ -540,6 +546,7 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     tie_kd = json.loads((models / "tie_kd/training.json").read_text())
     assert tie_kd["criterion"] == "tie_kd" and tie_kd["updates"] == 40
     assert tie_kd["train_terms"]["rank"] > 0 and tie_kd["train_terms"]["kd"] > 0
+    assert_knn_kd_student_read_the_teachers_neighbours(workdir)
     selection = (workdir / "results/tiny/plots/word_level/selection.svg").read_text()
     assert "selective_kd_batch" in selection and "selective_kd_global" in selection
     markdown = (workdir / "results/tiny/tables/word_level.md").read_text()
@@ -549,3 +556,19 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     assert [(name.strip(), value.strip()) for name, value in rows] == [  # the study's order
         ("baseline", "27.29"), ("word_kd", "28.14"), ("seq_kd", "28.15"),
         ("selective_kd_batch", "28.42"), ("selective_kd_global", "28.57")]
+
+
+def assert_knn_kd_student_read_the_teachers_neighbours(workdir):
+    knn = workdir / "results/tiny/knn/teacher/gold"
+    store = json.loads((knn / "datastore/meta.json").read_text())
+    index = json.loads((knn / "index/meta.json").read_text())
+    targets = json.loads((knn / "targets.k16/meta.json").read_text())
+    encoded = (workdir / "results/tiny/data/spm/train.de").read_text().splitlines()
+    assert store["entries"] == sum(len(line.split()) + 1 for line in encoded)
+    assert (store["state"], store["dim"]) == ("final", 64)
+    assert index["type"] == "ivfpq" and index["entries"] == store["entries"]
+    assert (targets["kind"], targets["k"], targets["keep_self"]) == ("knn", 16, True)
+    assert targets["positions"] == store["entries"]
+    student = json.loads((workdir / "results/tiny/models/knn_kd/training.json").read_text())
+    assert student["criterion"] == "knn_kd" and student["updates"] == 40
+    assert student["train_terms"]["kl"] > 0

@@ -284,9 +284,17 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
     if args.nbest > 1 and not args.nbest_output:
         raise NmtkdError("--nbest needs --nbest-output (the output file holds the 1-best only)")
+    knn = None
+    if bool(args.knn_datastore) != bool(args.knn_index):
+        raise NmtkdError("kNN-MT needs both --knn-datastore and --knn-index")
+    if args.knn_datastore:
+        from nmtkd.translate import KnnFiles
+
+        knn = KnnFiles(Path(args.knn_datastore), Path(args.knn_index), args.knn_k,
+                       args.knn_lambda, args.knn_temperature)
     translate_file(Path(args.model), Path(args.input), Path(args.output), _decode_options(args),
                    Path(args.nbest_output) if args.nbest_output else None, args.backend,
-                   Path(args.spm) if args.spm else None)
+                   Path(args.spm) if args.spm else None, knn)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -51,6 +51,20 @@ def non_negative_float(text: str) -> float:
     return bounded(text, float, 0.0, "a number", "0 or more")
 
 
+def positive_float(text: str) -> float:
+    value = bounded(text, float, 0.0, "a number", "positive")
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be positive, got 0.0")
+    return value
+
+
+def unit_float(text: str) -> float:
+    value = bounded(text, float, 0.0, "a number", "between 0 and 1")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def length_ratio(text: str) -> float:
     # longer / shorter is never below 1: a smaller bound would drop every pair
     return bounded(text, float, 1.0, "a number", "at least 1")
@@ -257,6 +271,14 @@ def _decode_commands(command) -> None:
     add_path(p, "--nbest-output", OUTPUT, help="TSV: sentence id, rank, score, text "
              "(required with --nbest > 1)")
     _decode_arguments(p)
+    add_path(p, "--knn-datastore", INPUT, help="kNN-MT (--backend torch): the model's "
+             "datastore (nmtkd datastore); needs --knn-index")
+    add_path(p, "--knn-index", INPUT, help="the datastore's index (nmtkd knn-index)")
+    p.add_argument("--knn-k", type=positive_int, default=8, help="neighbours per step")
+    p.add_argument("--knn-lambda", type=unit_float, default=0.3,
+                   help="weight of the kNN distribution")
+    p.add_argument("--knn-temperature", type=positive_float, default=100.0,
+                   help="T of softmax(−d/T)")
 
     p = command("select", "Seq-Inter: pick from each n-best list the candidate closest to "
                 "the reference")

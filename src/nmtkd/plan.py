@@ -6,10 +6,11 @@ schema cannot express live here (and in nmtkd.plan_checks), once, each failing w
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS
+from nmtkd.criteria import KNN_TARGETS, TEACHER_MODEL, TEACHER_SIGNALS
 from nmtkd.plan_models import (
     DEFAULT_MAX_POSITIONS,
     TEACHER,
@@ -230,6 +231,8 @@ class Plan:
         if TEACHER_SIGNALS in needs:
             inputs["teacher_signals"] = self.teacher_signals(model.teacher, model.corpus,
                                                              model.criterion.signals_k)
+        if KNN_TARGETS in needs:
+            inputs["knn_targets"] = self.knn_file(model.corpus, "targets")
         if model.init:
             inputs["init"] = self.torch_checkpoint(model.init)
         return inputs
@@ -244,13 +247,38 @@ class Plan:
         criterion needs from the teacher."""
         inputs = self.training_inputs(name)
         flags = {"init": "--init", "teacher": "--teacher",
-                 "teacher_signals": "--teacher-signals"}
+                 "teacher_signals": "--teacher-signals", "knn_targets": "--knn-targets"}
         return [item for key, flag in flags.items() if key in inputs
                 for item in (flag, inputs[key])]
 
     def teacher_signals(self, teacher: str, corpus: str, k: int) -> str:
         """A teacher's top-k on a student corpus (one artifact per teacher, corpus and k)."""
         return f"{self.results}/signals/{teacher}/{corpus}.top{k}"
+
+    # ---- kNN datastores -------------------------------------------------------------------------
+    @property
+    def knn_model(self) -> str:
+        """The model whose decoder states key the datastores (default: the first teacher)."""
+        return self.config["knn"].get("model") or self.teacher.name
+
+    def knn_file(self, corpus: str, kind: str) -> str:
+        """A kNN artifact of a corpus: its datastore, index or (kNN-KD) targets directory."""
+        if kind == "targets":
+            targets = self.config["knn"]["targets"]
+            kind = f"targets.k{targets['k']}" + ("" if targets["keep_self"] else ".noself")
+        return f"{self.results}/knn/{self.knn_model}/{corpus}/{kind}"
+
+    def datastore_inputs(self, corpus: str) -> dict[str, str]:
+        """What the datastore job reads: the keying model, the SentencePiece model, a corpus."""
+        return {"model": self.torch_checkpoint(self.knn_model), "spm": self.spm_model(),
+                **self.encoded_corpus(corpus)}
+
+    def knn_index_arguments(self) -> list[str]:
+        return ["--settings", json.dumps(self.config["knn"]["index"], sort_keys=True)]
+
+    def knn_targets_arguments(self) -> list[str]:
+        targets = self.config["knn"]["targets"]
+        return ["--k", str(targets["k"]), *([] if targets["keep_self"] else ["--exclude-self"])]
 
     # ---- studies -------------------------------------------------------------------------------
     def study(self, name: str | None = None) -> Study:
@@ -484,7 +512,7 @@ class Plan:
 
 def build_plan(config: dict[str, Any]) -> Plan:
     """Check a schema-valid config (defaults filled in) and resolve it into a plan."""
-    from nmtkd.plan_checks import check_general, check_students, check_teachers
+    from nmtkd.plan_checks import check_general, check_knn, check_students, check_teachers
 
     teachers = teacher_plans(config)
     check_general(config, teachers)
@@ -500,5 +528,6 @@ def build_plan(config: dict[str, Any]) -> Plan:
     needed = needed_students(list(selected.values()), students)
     check_students(config, teachers, students, needed)
     runs = seed_runs({name: students[name] for name in needed})
+    check_knn(config, teachers, runs)
     return Plan(config=config, teachers=teachers, students=runs, studies=selected,
                 speed_testset=speed_testset)

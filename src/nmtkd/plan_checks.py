@@ -177,3 +177,30 @@ def check_init_chains(students: dict[str, ModelPlan]) -> None:
                                   f"back to {current!r}")
             seen.add(current)
             current = students[current].init
+
+
+def check_knn(config: dict[str, Any], teachers: dict[str, ModelPlan],
+              runs: dict[str, ModelPlan]) -> None:
+    """The kNN datastore's model, and the stored neighbours against each kNN-KD student's k
+    (only when a planned student reads kNN targets)."""
+    from nmtkd.criteria import KNN_TARGETS
+
+    readers = [run for run in runs.values() if KNN_TARGETS in run.needs]
+    if not readers:
+        return
+    knn = config["knn"]
+    name = knn.get("model") or next(iter(teachers))
+    models = {**teachers, **runs}
+    if name not in models:
+        raise ConfigError("knn.model", f"{name!r} is not a model of this run (known: "
+                          f"{known(models)}; a student must be in a selected study, and one "
+                          "with seeds is named <student>/seed<k>)")
+    if models[name].ct2_only:
+        raise ConfigError("knn.model", f"{name!r} is given only as a CTranslate2 model; the "
+                          "datastore needs its torch checkpoint")
+    for run in readers:
+        if run.criterion.signals_k > knn["targets"]["k"]:
+            raise ConfigError(f"{run.key}.loss", f"reads {run.criterion.signals_k} neighbours "
+                              f"per token, knn.targets.k stores {knn['targets']['k']}")
+        if name in runs and name == run.name:
+            raise ConfigError("knn.model", f"{name!r} cannot key the datastore it learns from")

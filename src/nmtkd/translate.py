@@ -95,8 +95,33 @@ def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, li
     return Hypotheses(texts, scores)
 
 
-def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions):
-    """`translate_lines` for the torch backend: the project's beam search on a checkpoint."""
+@dataclass(frozen=True)
+class KnnFiles:
+    """kNN-MT for the torch backend: a datastore of the decoding model and its index."""
+
+    datastore: Path
+    index: Path
+    k: int = 8
+    lam: float = 0.3
+    temperature: float = 100.0
+
+
+def knn_scorer(checkpoint: Path, knn: KnnFiles):
+    """The kNN-MT step scorer, after checking that the datastore is keyed by this model."""
+    from nmtkd.knn.datastore import Datastore
+    from nmtkd.knn.index import Index
+    from nmtkd.knn.retrieval import KnnScorer, KnnSettings
+    from nmtkd.training_job import file_sha256
+
+    datastore = Datastore(knn.datastore)
+    datastore.check_model(file_sha256(checkpoint), str(checkpoint))
+    return KnnScorer(datastore, Index(knn.index), KnnSettings(knn.k, knn.lam, knn.temperature))
+
+
+def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
+                     knn: KnnFiles | None = None):
+    """`translate_lines` for the torch backend: the project's beam search on a checkpoint
+    (with `knn`, kNN-MT: every step interpolated with the datastore's neighbours)."""
     import torch
 
     from nmtkd.beam_search import beam_translate_ids
@@ -112,12 +137,14 @@ def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions)
         options.device == "auto" and torch.cuda.is_available()) else "cpu"
     model.to(device)
     torch.set_num_threads(options.threads)
+    scorer = knn_scorer(checkpoint, knn) if knn is not None else None
 
     def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
         found = beam_translate_ids(model, tokenizer.encode_ids(lines), settings.batch_size,
                                    settings.beam_size, settings.max_length,
                                    settings.length_penalty, settings.nbest, device,
-                                   max_len=(settings.max_len_a, settings.max_len_b))
+                                   max_len=(settings.max_len_a, settings.max_len_b),
+                                   scorer=scorer)
         return Hypotheses([tokenizer.decode_ids([h.tokens for h in hyps]) for hyps in found],
                           [[h.score for h in hyps] for hyps in found])
 
@@ -131,16 +158,19 @@ def ctranslate2_translator(model_dir: Path, options: DecodeOptions):
 
 def translate_file(model: Path, input_path: Path, output_path: Path, options: DecodeOptions,
                    nbest_path: Path | None = None, backend: str = "ctranslate2",
-                   spm: Path | None = None) -> Hypotheses:
+                   spm: Path | None = None, knn: KnnFiles | None = None) -> Hypotheses:
     """Translate a file with a CTranslate2 model directory, or (backend "torch") a torch
-    checkpoint and its `spm`; with `nbest_path`, also write `options.nbest` candidates per
-    sentence (from a second search with beam = nbest when that exceeds the beam size)."""
+    checkpoint and its `spm`, with kNN-MT if `knn` is given; with `nbest_path`, also write
+    `options.nbest` candidates per sentence (from a second search with beam = nbest when that
+    exceeds the beam size)."""
     lines = read_lines(input_path)
     if not lines:
         raise NmtkdError(f"{input_path}: file is empty")
     if backend not in BACKENDS:
         raise NmtkdError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    translate = (torch_translator(model, spm, options) if backend == "torch"
+    if knn is not None and backend != "torch":
+        raise NmtkdError("kNN-MT (--knn-datastore) decodes with --backend torch")
+    translate = (torch_translator(model, spm, options, knn) if backend == "torch"
                  else ctranslate2_translator(model, options))
     if nbest_path is not None and options.nbest > options.beam_size:
         # the 1-best comes from the configured beam; a larger n-best needs a wider second search
