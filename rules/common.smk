@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 from nmtkd.configfiles import read_workflow_config
 from nmtkd.errors import NmtkdError
-from nmtkd.plan import build_plan
+from nmtkd.plan import KNN_MT, build_plan
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
 
@@ -64,7 +64,7 @@ wildcard_constraints:
     split=alternatives(SPLITS),
     testset=alternatives(TESTSETS),
     lang=alternatives([SRC, TGT]),
-    model=alternatives(MODELS),
+    model=alternatives(MODELS + ([KNN_MT] if PLAN.knn_mt_studied else [])),
     teacher=alternatives(PLAN.teachers),
     preset=alternatives(PLAN.presets),
     study=alternatives(PLAN.studies),
@@ -138,7 +138,7 @@ teacher_gpu = lambda wildcards: 1 if teacher_device(wildcards) == "cuda" else 0
 significance_inputs = from_plan("significance_inputs", "student", "baseline", "testset")
 significance_metadata = from_plan("significance_metadata", "student", "baseline", "testset",
                                   then=quoted)
-evaluation_metadata = from_plan("evaluation_metadata", "quant", "beam", then=quoted)
+evaluation_metadata = from_plan("evaluation_metadata", "model", "quant", "beam", then=quoted)
 speed_models = from_plan("speed_models", "study", "preset", "quant")
 speed_inputs = lambda wildcards: [spec["model"] for spec in speed_models(wildcards).values()]
 comparison_inputs = from_plan("comparison_inputs", "study")

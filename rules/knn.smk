@@ -67,3 +67,65 @@ rule knn_targets:
     shell:
         "nmtkd knn-targets --datastore {input.datastore:q} --index {input.index:q}"
         " {params.arguments} --threads {threads} --output {output:q} > {log:q} 2>&1"
+
+
+# kNN-MT: the datastore model decoding each test set with retrieval at every step (the torch
+# beam search), and its speed against the same model without retrieval. Evaluated by
+# evaluate_testset like every other model, as the row `knn_mt` of the studies with knn_mt.
+ruleorder: translate_knn_mt > translate_testset
+
+
+rule translate_knn_mt:
+    input:
+        unpack(lambda wildcards: PLAN.knn_mt_inputs()),
+        src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
+    output:
+        f"{RESULTS}/translations/{KNN_MT}/{{testset}}.float32.beam{{beam}}.{TGT}",
+    params:
+        batch_size=EVAL["batch_size"],
+        max_length=EVAL["max_length"],
+        length_penalty=EVAL["length_penalty"],
+        knn=quoted_args(PLAN.knn_decoding_arguments()),
+        bound=quoted_args(PLAN.length_bound_arguments()),
+    log:
+        f"{LOGS}/translate_testset/{KNN_MT}.{{testset}}.float32.beam{{beam}}.log",
+    benchmark:
+        f"{BENCHMARKS}/translate_testset/{KNN_MT}.{{testset}}.float32.beam{{beam}}.tsv"
+    threads: EVAL["threads"]
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    shell:
+        "nmtkd translate --backend torch --model {input.model:q} --spm {input.spm:q}"
+        " --knn-datastore {input.datastore:q} --knn-index {input.index:q} {params.knn}"
+        " --input {input.src:q} --output {output:q} --beam-size {wildcards.beam:q}"
+        " --batch-size {params.batch_size} --max-length {params.max_length}"
+        " --length-penalty {params.length_penalty} {params.bound} --threads {threads}"
+        " > {log:q} 2>&1"
+
+
+rule knn_mt_speed:
+    input:
+        unpack(lambda wildcards: PLAN.knn_mt_inputs()),
+        src=f"{RESULTS}/data/raw/{PLAN.speed_testset}.{SRC}",
+    output:
+        f"{RESULTS}/speed/{KNN_MT}.json",
+    params:
+        speed=EVAL["speed"],
+        knn=quoted_args(PLAN.knn_decoding_arguments()),
+        bound=quoted_args(PLAN.length_bound_arguments()),
+    log:
+        f"{LOGS}/measure_speed/{KNN_MT}.log",
+    benchmark:
+        f"{BENCHMARKS}/measure_speed/{KNN_MT}.tsv"
+    threads: EVAL["speed"]["threads"]
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    shell:
+        "nmtkd knn-speed --model {input.model:q} --spm {input.spm:q}"
+        " --knn-datastore {input.datastore:q} --knn-index {input.index:q} {params.knn}"
+        " --input {input.src:q} --output {output:q} --repeats {params.speed[repeats]}"
+        " --sentences {params.speed[sentences]} --beam-size {params.speed[beam_size]}"
+        " --batch-size {params.speed[batch_size]} {params.bound} --threads {threads}"
+        " > {log:q} 2>&1"

@@ -387,6 +387,20 @@ def test_the_knn_study_reads_the_teachers_stored_neighbours():
     assert plan.knn_index_arguments() == [
         "--settings", '{"centroids": 4096, "code_size": 64, "nprobe": 32, "train_sample": 1000000, '
         '"type": "ivfpq"}']
+    manifest = plan.comparison_manifest("knn")
+    assert [m["name"] for m in manifest["models"]] == ["teacher", "knn_mt", "baseline",
+                                                       "word_kd", "seq_kd",
+                                                       "selective_kd_global", "knn_kd"]
+    knn_mt = manifest["models"][1]
+    assert knn_mt["knn_speed"] == f"{R}/speed/knn_mt.json" and knn_mt["ct2"] == {}
+    assert knn_mt["eval"]["test_2017_mscoco"] == {
+        "k1": f"{R}/eval/knn_mt/test_2017_mscoco.float32.beam1.json",
+        "beam": f"{R}/eval/knn_mt/test_2017_mscoco.float32.beam5.json"}
+    assert plan.knn_decoding_arguments() == ["--knn-k", "8", "--knn-lambda", "0.3",
+                                             "--knn-temperature", "100"]
+    assert plan.knn_mt_inputs()["index"] == f"{R}/knn/teacher/gold/index"
+    assert plan.evaluation_metadata("knn_mt", "float32", 5)["decoding"] == (
+        "torch beam search with kNN-MT (teacher, k 8, λ 0.3, T 100) beam 5")
     config["knn"].update(model="baseline", targets={"k": 64, "keep_self": False})
     plan = plan_of(config)
     assert plan.training_inputs("knn_kd")["knn_targets"] == (

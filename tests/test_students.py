@@ -515,7 +515,7 @@ def with_word_level_study(config):
                      "targets": {"k": 16}}
     config["studies"] = {"kim_rush": default["studies"]["kim_rush"],
                          "word_level": {**default["studies"]["word_level"],
-                                        "students": WORD_LEVEL}}
+                                        "students": WORD_LEVEL, "knn_mt": True}}
     config["study"] = "kim_rush"
     return config
 
@@ -532,8 +532,12 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     assert {name: (models / name / "model.pt").stat().st_mtime_ns for name in shared} == shared
     assert signals.stat().st_mtime_ns == signals_time  # Word-KD's signals, reused
     frame = pd.read_csv(workdir / "results/tiny/tables/word_level.csv")
-    assert list(frame["student"].drop_duplicates()) == ["teacher", *WORD_LEVEL]
-    assert frame["bleu_beam"].notna().all() and (frame["tok_s_fixed_int8"] > 0).all()
+    assert list(frame["student"].drop_duplicates()) == ["teacher", "knn_mt", *WORD_LEVEL]
+    exported = frame["student"] != "knn_mt"
+    assert frame["bleu_beam"].notna().all() and (frame.loc[exported, "tok_s_fixed_int8"] > 0
+                                                 ).all()
+    assert frame.loc[~exported, "tok_s_fixed_int8"].isna().all()
+    assert_knn_mt_row(workdir, frame[~exported])
     stage_one = json.loads((models / "annealing_kd_stage1/training.json").read_text())
     assert stage_one["criterion"] == "annealing_kd" and stage_one["updates"] == 100
     assert stage_one["final_model"].startswith("best checkpoint")  # stage II starts from it
@@ -572,3 +576,21 @@ def assert_knn_kd_student_read_the_teachers_neighbours(workdir):
     student = json.loads((workdir / "results/tiny/models/knn_kd/training.json").read_text())
     assert student["criterion"] == "knn_kd" and student["updates"] == 40
     assert student["train_terms"]["kl"] > 0
+
+
+def assert_knn_mt_row(workdir, rows):
+    """kNN-MT: the teacher decoding with its datastore, evaluated like every model, and its
+    speed against the teacher's torch beam search without retrieval."""
+    speed = json.loads((workdir / "results/tiny/speed/knn_mt.json").read_text())
+    with_knn, base = speed["models"]["knn"], speed["models"]["base"]
+    assert speed["ratio"] == pytest.approx(with_knn["tokens_per_second"]
+                                           / base["tokens_per_second"])
+    assert (rows["knn_speed_ratio"] == speed["ratio"]).all()
+    assert speed["knn"] == {"k": 8, "lambda": 0.3, "temperature": 100.0}
+    evaluation = json.loads((workdir / "results/tiny/eval/knn_mt/"
+                             "test_2016_flickr.float32.beam5.json").read_text())
+    assert evaluation["decoding"] == ("torch beam search with kNN-MT (teacher, k 8, λ 0.3, "
+                                      "T 100) beam 5")
+    assert (rows["bleu_k1"] > 0).all() and rows["top1_agreement"].isna().all()
+    markdown = (workdir / "results/tiny/tables/word_level.md").read_text()
+    assert "Speed ÷ no kNN" in markdown and "| knn_mt " in markdown

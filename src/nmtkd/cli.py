@@ -279,22 +279,38 @@ def _decode_options(args: argparse.Namespace) -> Any:
                          max_len_a=args.max_len_a, max_len_b=args.max_len_b)
 
 
+def _knn_files(args: argparse.Namespace) -> Any:
+    """kNN-MT's files and settings from --knn-*, or None without them."""
+    if bool(args.knn_datastore) != bool(args.knn_index):
+        raise NmtkdError("kNN-MT needs both --knn-datastore and --knn-index")
+    if not args.knn_datastore:
+        return None
+    from nmtkd.translate import KnnFiles
+
+    return KnnFiles(Path(args.knn_datastore), Path(args.knn_index), args.knn_k,
+                    args.knn_lambda, args.knn_temperature)
+
+
+def cmd_knn_speed(args: argparse.Namespace) -> None:
+    from nmtkd.knn.speed import measure_knn_speed
+
+    report = measure_knn_speed(Path(args.model), Path(args.spm), _knn_files(args),
+                               Path(args.input), Path(args.output), _decode_options(args),
+                               args.repeats, args.sentences)
+    for name, result in report["models"].items():
+        log.info("%s: %.0f target tokens/s (spread %.2f)", name, result["tokens_per_second"],
+                 result["spread"])
+    log.info("kNN-MT decodes at %.2f× the model's speed without retrieval", report["ratio"])
+
+
 def cmd_translate(args: argparse.Namespace) -> None:
     from nmtkd.translate import translate_file
 
     if args.nbest > 1 and not args.nbest_output:
         raise NmtkdError("--nbest needs --nbest-output (the output file holds the 1-best only)")
-    knn = None
-    if bool(args.knn_datastore) != bool(args.knn_index):
-        raise NmtkdError("kNN-MT needs both --knn-datastore and --knn-index")
-    if args.knn_datastore:
-        from nmtkd.translate import KnnFiles
-
-        knn = KnnFiles(Path(args.knn_datastore), Path(args.knn_index), args.knn_k,
-                       args.knn_lambda, args.knn_temperature)
     translate_file(Path(args.model), Path(args.input), Path(args.output), _decode_options(args),
                    Path(args.nbest_output) if args.nbest_output else None, args.backend,
-                   Path(args.spm) if args.spm else None, knn)
+                   Path(args.spm) if args.spm else None, _knn_files(args))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -395,6 +411,7 @@ HANDLERS = {
     "spm-encode": cmd_spm_encode, "split": cmd_split, "gather": cmd_gather,
     "train": cmd_train, "teacher-signals": cmd_teacher_signals, "export": cmd_export,
     "datastore": cmd_datastore, "knn-index": cmd_knn_index, "knn-targets": cmd_knn_targets,
+    "knn-speed": cmd_knn_speed,
     "corpus": cmd_corpus, "expand-nbest": cmd_expand_nbest,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "significance": cmd_significance,

@@ -66,6 +66,7 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
     speed = {quant: model_speed(read_json(path), model.get("speed_key"))
              for quant, path in model.get("speed", {}).items()}
     benchmark_seconds = read_benchmark_seconds(model.get("benchmark"))
+    knn_speed = read_json(model.get("knn_speed"))
     nan = float("nan")
     significance = read_json(model.get("significance", {}).get(testset)) or {}
     record = {
@@ -85,6 +86,7 @@ def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dic
         "test_ppl": agreement["ppl"] if agreement else nan,
         "bleu_beam_int8": int8["bleu"] if int8 else nan,
         "speed_testset": speed_testset,
+        "knn_speed_ratio": knn_speed["ratio"] if knn_speed else nan,
     }
     for quant in ("float32", "int8"):
         measured = speed.get(quant)
@@ -132,7 +134,7 @@ TABLE_COLUMNS = {
     "int8_bleu_drop": "int8 ΔBLEU",
     "tok_s_int8": "int8 tok/s", "sent_s_int8": "int8 sent/s",
     "tok_s_fixed_int8": "int8 tok/s fixed", "speedup_int8": "Speed-up",
-    "train_minutes": "Train (min)",
+    "knn_speed_ratio": "Speed ÷ no kNN", "train_minutes": "Train (min)",
     "updates_per_second": "upd/s", "train_ppl": "Train PPL",
 }
 
@@ -141,7 +143,13 @@ def display(summary: pd.DataFrame, beam: int) -> pd.DataFrame:
     """A test set's rows as printed: mean ± std over seeds, Δ marked where significant."""
     shown = printed(summary).assign(params_m=summary["params"] / 1e6)
     headers = {key: label.format(beam=beam) for key, label in TABLE_COLUMNS.items()}
-    return shown[list(TABLE_COLUMNS)].rename(columns=headers)
+    return shown[shown_columns(summary)].rename(columns=headers)
+
+
+def shown_columns(summary: pd.DataFrame) -> list[str]:
+    """TABLE_COLUMNS, without kNN-MT's speed ratio in a study that has no kNN-MT row."""
+    knn = summary["knn_speed_ratio"].notna().any()
+    return [key for key in TABLE_COLUMNS if knn or key != "knn_speed_ratio"]
 
 
 def overview(summary: pd.DataFrame, testsets: list[str], beam: int) -> pd.DataFrame:
@@ -152,7 +160,10 @@ def overview(summary: pd.DataFrame, testsets: list[str], beam: int) -> pd.DataFr
     grouped = summary.groupby("student")
     means = grouped[["bleu_k1", "bleu_beam", "delta_bleu_beam", "top1_agreement",
                      "chrf"]].mean()
-    first = grouped[["seeds", "params", "size_int8_mb", "speedup_int8", "train_minutes"]].first()
+    first = grouped[["seeds", "params", "size_int8_mb", "speedup_int8", "knn_speed_ratio",
+                     "train_minutes"]].first()
+    if not first["knn_speed_ratio"].notna().any():
+        first = first.drop(columns="knn_speed_ratio")
     table = pd.concat([wide, means, first], axis=1)
     table = table.loc[list(dict.fromkeys(summary["student"]))]  # the manifest's order
     table["params"] = table["params"] / 1e6
@@ -161,7 +172,7 @@ def overview(summary: pd.DataFrame, testsets: list[str], beam: int) -> pd.DataFr
         "bleu_beam": f"avg BLEU K={beam}",
         "delta_bleu_beam": f"avg Δ K={beam}", "top1_agreement": "avg TA (%)", "chrf": "avg chrF",
         "params": "Params (M)", "size_int8_mb": "Size int8 (MB)", "speedup_int8": "Speed-up",
-        "train_minutes": "Train (min)"})
+        "knn_speed_ratio": "Speed ÷ no kNN", "train_minutes": "Train (min)"})
 
 
 def signature_lines(frame: pd.DataFrame) -> list[str]:
@@ -174,6 +185,11 @@ def signature_lines(frame: pd.DataFrame) -> list[str]:
 
 def table_notes(manifest: dict[str, Any]) -> str:
     beam = manifest["beam_size"]
+    knn = next((m for m in manifest["models"] if m.get("knn_speed")), None)
+    knn_note = (f" {knn['name']}: {knn['loss']}, the torch beam search with a search of the "
+                "datastore at every step and beam; no export, so no int8 or size cells. "
+                "Speed ÷ no kNN: its tokens/s over the same model's without retrieval (both "
+                "torch, timed in one job)." if knn else "")
     return (
         f"BLEU, chrF, TER: sacreBLEU on float32 output (K=1 greedy, K={beam} beam); chrF and "
         f"TER of K={beam}. With several seeds a cell is mean ± standard deviation over the "
@@ -194,7 +210,7 @@ def table_notes(manifest: dict[str, Any]) -> str:
         "hypothesis forced to its batch's length bound, the same work for models of one "
         "architecture; Speed-up: tok/s fixed over the teacher's. Train: wall-clock minutes "
         "of the training job (for a fine-tuned student, the fine-tuning alone; its init "
-        "model's time is in that model's row).")
+        "model's time is in that model's row)." + knn_note)
 
 
 def title(manifest: dict[str, Any]) -> str:

@@ -99,6 +99,19 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
 
+def _knn_decode_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """kNN-MT's options (defaults: the reference's IWSLT'14 values)."""
+    add_path(parser, "--knn-datastore", INPUT, required=required,
+             help="kNN-MT (--backend torch): the model's datastore (nmtkd datastore)")
+    add_path(parser, "--knn-index", INPUT, required=required,
+             help="the datastore's index (nmtkd knn-index)")
+    parser.add_argument("--knn-k", type=positive_int, default=8, help="neighbours per step")
+    parser.add_argument("--knn-lambda", type=unit_float, default=0.3,
+                        help="weight of the kNN distribution")
+    parser.add_argument("--knn-temperature", type=positive_float, default=100.0,
+                        help="T of softmax(−d/T)")
+
+
 def _data_commands(command) -> None:
     p = command("fetch", "Fetch a parallel dataset (path, URL via mirror, or "
                 "sacrebleu:<testset>)")
@@ -271,14 +284,7 @@ def _decode_commands(command) -> None:
     add_path(p, "--nbest-output", OUTPUT, help="TSV: sentence id, rank, score, text "
              "(required with --nbest > 1)")
     _decode_arguments(p)
-    add_path(p, "--knn-datastore", INPUT, help="kNN-MT (--backend torch): the model's "
-             "datastore (nmtkd datastore); needs --knn-index")
-    add_path(p, "--knn-index", INPUT, help="the datastore's index (nmtkd knn-index)")
-    p.add_argument("--knn-k", type=positive_int, default=8, help="neighbours per step")
-    p.add_argument("--knn-lambda", type=unit_float, default=0.3,
-                   help="weight of the kNN distribution")
-    p.add_argument("--knn-temperature", type=positive_float, default=100.0,
-                   help="T of softmax(−d/T)")
+    _knn_decode_arguments(p, required=False)
 
     p = command("select", "Seq-Inter: pick from each n-best list the candidate closest to "
                 "the reference")
@@ -299,6 +305,17 @@ def _decode_commands(command) -> None:
     p.add_argument("--sentences", type=positive_int, default=500,
                    help="the first N sentences of --input are translated")
     _decode_arguments(p)
+
+    p = command("knn-speed", "Measure kNN-MT's decoding speed against the same model without "
+                "retrieval (torch beam search, interleaved timed runs)")
+    add_path(p, "--model", INPUT, required=True, help="the datastore model's torch checkpoint")
+    add_path(p, "--spm", INPUT, required=True)
+    add_path(p, "--input", INPUT, required=True)
+    add_path(p, "--output", OUTPUT, required=True, help="JSON result")
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--sentences", type=positive_int, default=500)
+    _decode_arguments(p)
+    _knn_decode_arguments(p, required=True)
 
 
 def _report_commands(command) -> None:

@@ -23,8 +23,10 @@ from nmtkd.plan_models import (
 )
 from nmtkd.studies import Study, configured_studies, needed_students, selected_names
 
-__all__ = ["DEFAULT_MAX_POSITIONS", "TEACHER", "ConfigError", "ModelPlan", "Plan", "Resources",
-           "build_plan"]
+KNN_MT = "knn_mt"  # the kNN-MT row: its translations, evaluations and speed file
+
+__all__ = ["DEFAULT_MAX_POSITIONS", "KNN_MT", "TEACHER", "ConfigError", "ModelPlan", "Plan",
+           "Resources", "build_plan"]
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,42 @@ class Plan:
     def knn_index_arguments(self) -> list[str]:
         return ["--settings", json.dumps(self.config["knn"]["index"], sort_keys=True)]
 
+    @property
+    def knn_mt_studied(self) -> bool:
+        """Whether a selected study has the kNN-MT row."""
+        return any(study.knn_mt for study in self.studies.values())
+
+    def knn_settings_text(self) -> str:
+        decoding = self.config["knn"]["decoding"]
+        return (f"{self.knn_model}, k {decoding['k']}, λ {decoding['lambda']}, "
+                f"T {decoding['temperature']}")
+
+    def knn_decoding_arguments(self) -> list[str]:
+        """`nmtkd translate` / `knn-speed` arguments: kNN-MT's k, λ and T."""
+        decoding = self.config["knn"]["decoding"]
+        return ["--knn-k", str(decoding["k"]), "--knn-lambda", str(decoding["lambda"]),
+                "--knn-temperature", str(decoding["temperature"])]
+
+    def knn_mt_inputs(self) -> dict[str, str]:
+        """What kNN-MT decoding reads: the model, its datastore of the gold data and index."""
+        return {"model": self.torch_checkpoint(self.knn_model), "spm": self.spm_model(),
+                "datastore": self.knn_file("gold", "datastore"),
+                "index": self.knn_file("gold", "index")}
+
+    def knn_mt_results(self) -> dict[str, Any]:
+        """The kNN-MT row's manifest entry: float32 evaluations (torch beam search) and its
+        speed against the same model without retrieval; no export, training or tests."""
+        evaluations = f"{self.results}/eval/{KNN_MT}"
+        return {
+            "name": KNN_MT, "student": KNN_MT, "data": "gold (datastore)",
+            "loss": f"kNN-MT ({self.knn_settings_text()})", "init": "",
+            "parameters": None, "ct2": {}, "speed": {},
+            "knn_speed": f"{self.results}/speed/{KNN_MT}.json",
+            "eval": {testset: {"k1": f"{evaluations}/{testset}.float32.beam1.json",
+                               "beam": f"{evaluations}/{testset}.float32.beam{self.beam}.json"}
+                     for testset in self.testsets},
+        }
+
     def knn_targets_arguments(self) -> list[str]:
         targets = self.config["knn"]["targets"]
         return ["--k", str(targets["k"]), *([] if targets["keep_self"] else ["--exclude-self"])]
@@ -334,11 +372,14 @@ class Plan:
     def significance_metadata(student: str, baseline: str, testset: str) -> dict[str, str]:
         return {"system": student, "baseline": baseline, "testset": testset}
 
-    def evaluation_metadata(self, quant: str, beam: str | int) -> dict[str, Any]:
+    def evaluation_metadata(self, model: str, quant: str, beam: str | int) -> dict[str, Any]:
         """What an evaluation JSON records of its decoding."""
         decoding = "greedy" if int(beam) == 1 else f"beam {beam}"
-        return {"decoding": f"{self.decoder_name(quant, 'evaluation')} {decoding}",
-                "compute_type": quant, "beam_size": int(beam)}
+        decoder = self.decoder_name(quant, "evaluation")
+        if model == KNN_MT:
+            decoder = f"torch beam search with kNN-MT ({self.knn_settings_text()})"
+        return {"decoding": f"{decoder} {decoding}", "compute_type": quant,
+                "beam_size": int(beam)}
 
     def translation(self, name: str, testset: str, quant: str, beam: int) -> str:
         return f"{self.results}/translations/{name}/{testset}.{quant}.beam{beam}.{self.tgt}"
@@ -409,6 +450,13 @@ class Plan:
             if baseline and name in self.students and model.student != baseline else {},
         }
 
+    def study_rows(self, study: str) -> list[dict[str, Any]]:
+        """The manifest entries of a study's rows: the teachers, kNN-MT, the students."""
+        rows = [self.model_results(name, study) for name in self.study_models(study)]
+        if self.study(study).knn_mt:
+            rows.insert(len(self.teachers), self.knn_mt_results())
+        return rows
+
     def comparison_manifest(self, study: str | None = None) -> dict[str, Any]:
         """A study's models and their result files, for `nmtkd compare`."""
         from nmtkd.speed import protocol_text
@@ -427,8 +475,7 @@ class Plan:
                 "length_bound": "{max_len_a}·|x| + {max_len_b} pieces per batch".format(
                     **self.config["decoding"]),
                 "speed_testset": self.speed_testset,
-                "models": [self.model_results(name, chosen.name)
-                           for name in self.study_models(chosen.name)],
+                "models": self.study_rows(chosen.name),
                 "speed_settings": f"beam {speed['beam_size']}, batch {speed['batch_size']}, "
                                   f"{speed['threads']} threads, {timing}"}
 
@@ -528,6 +575,6 @@ def build_plan(config: dict[str, Any]) -> Plan:
     needed = needed_students(list(selected.values()), students)
     check_students(config, teachers, students, needed)
     runs = seed_runs({name: students[name] for name in needed})
-    check_knn(config, teachers, runs)
+    check_knn(config, teachers, runs, any(study.knn_mt for study in selected.values()))
     return Plan(config=config, teachers=teachers, students=runs, studies=selected,
                 speed_testset=speed_testset)

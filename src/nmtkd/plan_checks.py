@@ -180,13 +180,13 @@ def check_init_chains(students: dict[str, ModelPlan]) -> None:
 
 
 def check_knn(config: dict[str, Any], teachers: dict[str, ModelPlan],
-              runs: dict[str, ModelPlan]) -> None:
+              runs: dict[str, ModelPlan], knn_mt: bool = False) -> None:
     """The kNN datastore's model, and the stored neighbours against each kNN-KD student's k
-    (only when a planned student reads kNN targets)."""
+    (only when a planned student reads kNN targets or a selected study has kNN-MT)."""
     from nmtkd.criteria import KNN_TARGETS
 
     readers = [run for run in runs.values() if KNN_TARGETS in run.needs]
-    if not readers:
+    if not readers and not knn_mt:
         return
     knn = config["knn"]
     name = knn.get("model") or next(iter(teachers))

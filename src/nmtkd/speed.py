@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -32,19 +32,28 @@ def protocol_text(repeats: int, sentences: int) -> str:
 Job = tuple[Any, Any, DecodeOptions]  # translator, tokenizer, decoding options
 
 
-def timed_rounds(jobs: dict[Hashable, Job], lines: list[str],
-                 repeats: int) -> dict[Hashable, list[float]]:
-    """Seconds per round for each job; round r starts at the r-th job, so no job is always
+def timed_calls(calls: dict[Hashable, Callable[[], object]],
+                repeats: int) -> dict[Hashable, list[float]]:
+    """Seconds per round for each call; round r starts at the r-th call, so no call is always
     first (or last) after a pause."""
-    names = list(jobs)
+    names = list(calls)
     seconds: dict[Hashable, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            translator, tokenizer, options = jobs[name]
             started = time.perf_counter()
-            translate_lines(translator, tokenizer, lines, options, progress=False)
+            calls[name]()
             seconds[name].append(time.perf_counter() - started)
     return seconds
+
+
+def timed_rounds(jobs: dict[Hashable, Job], lines: list[str],
+                 repeats: int) -> dict[Hashable, list[float]]:
+    """`timed_calls` of CTranslate2 jobs, each translating `lines`."""
+    def call(job: Job) -> Callable[[], object]:
+        translator, tokenizer, options = job
+        return lambda: translate_lines(translator, tokenizer, lines, options, progress=False)
+
+    return timed_calls({name: call(job) for name, job in jobs.items()}, repeats)
 
 
 def fixed_length_tokens(source_lengths: list[int], options: DecodeOptions) -> int:

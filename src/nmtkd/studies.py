@@ -27,6 +27,7 @@ class Study:
     students: tuple[str, ...]  # student names (not runs), in table order
     baseline: str | None  # the student the Δ columns and significance tests compare against
     paper: dict[str, Any] | None  # reported numbers printed beside the tables, for orientation
+    knn_mt: bool = False  # a kNN-MT row (knn.model decoding with its datastore)
 
 
 def default_baseline(students: list[str], plans: dict[str, ModelPlan]) -> str | None:
@@ -59,7 +60,7 @@ def configured_studies(config: dict[str, Any], plans: dict[str, ModelPlan]) -> d
             baseline = fallback if fallback in entry["students"] else default_baseline(
                 entry["students"], plans)
         studies[name] = Study(name, tuple(dict.fromkeys(entry["students"])), baseline,
-                              entry.get("paper"))
+                              entry.get("paper"), bool(entry.get("knn_mt", False)))
     check_every_student_studied(studies, plans)
     return studies
 
