@@ -165,12 +165,13 @@ def main() -> None:
             signals = TeacherSignals(tmp / "signals")
         knn_targets = None
         if any(entry["name"] == "knn_kd" for entry in entries.values()):
-            torch.set_num_threads(config["knn"]["threads"])
+            knn_threads = config["knn"].get("threads", 2)
+            torch.set_num_threads(knn_threads)
             knn_targets, knn_seconds = stored_knn_targets(teacher, data, config,
                                                           args.max_tokens, tmp / "knn")
             print(f"kNN-KD targets (datastore, {config['knn']['index']['type']} index, search "
-                  f"of {knn_targets.meta['positions']} tokens, {config['knn']['threads']} "
-                  f"threads): {knn_seconds:.1f} s, once per corpus")
+                  f"of {knn_targets.meta['positions']} tokens, {knn_threads} threads): "
+                  f"{knn_seconds:.1f} s, once per corpus")
             torch.set_num_threads(args.threads)
         criteria = {"baseline (nll)": LabelSmoothedNLL(0.1)}
         criteria.update({name: bound(entry, teacher, signals, knn_targets)

@@ -20,6 +20,8 @@ rule knn_datastore:
     resources:
         mem_mb=of_model("knn_model", "resources", "mem_mb"),
         runtime=of_model("knn_model", "resources", "runtime"),
+        gpu=lambda wildcards: 1 if PLAN.model(wildcards.knn_model).training["device"] == "cuda"
+        else 0,
     shell:
         "nmtkd datastore --model {input.model:q} --train-src {input.train_src:q}"
         " --train-tgt {input.train_tgt:q} --spm {input.spm:q} --state {params.state}"

@@ -249,7 +249,7 @@ def test_stored_targets_line_up_with_the_training_tokens(tmp_path):
     assert kept.meta["kind"] == "knn" and kept.k == 4 and not (tmp_path / "kept.work").exists()
     # kept: each token's nearest neighbour is its own entry, value = the gold token, distance 0
     assert np.array_equal(kept.ids[:, 0], store.values)
-    assert np.all(kept.logits[:, 0] == 0)
+    assert np.allclose(kept.logits[:, 0].astype(np.float32), 0.0, atol=1e-3)
     expected_distances, expected_rows = brute_force(store.keys.astype(np.float32),
                                                     store.keys.astype(np.float32), 5)
     # excluded: the next four by brute force (the own entry is the unique one at distance 0)
@@ -333,11 +333,21 @@ def test_knn_kd_student_resumes_bit_identically_after_kill_9(synthetic, syntheti
 
 def test_knn_kd_without_targets_or_with_teacher_signals_fails_in_one_line(
         synthetic, synthetic_spm, trained_tiny, tmp_path):
+    from nmtkd.spm import Tokenizer
+
+    train = encode_pair(Tokenizer(synthetic_spm), *synthetic["train"], tmp_path)
+    nmtkd("teacher-signals", "--model", str(trained_tiny), "--train-src", str(train[0]),
+          "--train-tgt", str(train[1]), "--spm", str(synthetic_spm), "--k", "4", "--output",
+          str(tmp_path / "signals"), "--threads", "1")
     settings = {"training": {"max_updates": 1, "device": "cpu",
                              "loss": {"name": "knn_kd", "k": 4}}}
-    result = subprocess.run(train_command(synthetic, synthetic_spm, trained_tiny, settings,
-                                          tmp_path / "run"), capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "pass --knn-targets (made by nmtkd knn-targets)" in result.stderr.strip()
-    assert not (tmp_path / "run" / "model.pt").exists()
+    command = train_command(synthetic, synthetic_spm, trained_tiny, settings, tmp_path / "run")
+    for extra, expected in (
+            ([], "pass --knn-targets (made by nmtkd knn-targets)"),
+            (["--knn-targets", str(tmp_path / "signals")],
+             f"{tmp_path / 'signals'}: holds teacher signals, not kNN targets")):
+        result = subprocess.run(command + extra, capture_output=True, text=True)
+        assert result.returncode != 0
+        assert result.stderr.strip().splitlines()[-1].endswith(expected)
+        assert not (tmp_path / "run" / "model.pt").exists()
 

@@ -491,12 +491,13 @@ def test_tiny_config_runs_through_the_comparison_tables(tmp_path):
 
 
 WORD_LEVEL = ["baseline", "word_kd", "seq_kd", "annealing_kd", "selective_kd_batch",
-              "selective_kd_global", "tie_kd", "knn_kd"]
+              "selective_kd_global", "tie_kd"]
+KNN = ["baseline", "word_kd", "seq_kd", "selective_kd_global", "knn_kd"]
 
 
 def with_word_level_study(config):
-    """The tiny config with the default config's two studies; word_level's own students (and
-    kNN-KD, from an IVFPQ index of the teacher's datastore) on tiny schedules."""
+    """The tiny config with the default config's kim_rush, word_level and knn studies; their
+    own students on tiny schedules (kNN-KD from an IVFPQ index of the teacher's datastore)."""
     default = base_config()
     own = {"annealing_kd_stage1", "annealing_kd", "selective_kd_batch", "selective_kd_global",
            "tie_kd", "knn_kd"}
@@ -511,11 +512,12 @@ def with_word_level_study(config):
         student["training"] = schedules.get(student["name"], student.get("training", {}))
     config["losses"]["selective_kd"]["queue_size"] = 2000
     config["losses"]["knn_kd"]["k"] = 16
-    config["knn"] = {"index": {"type": "ivfpq", "centroids": 32, "code_size": 16, "nprobe": 8},
-                     "targets": {"k": 16}}
+    config["knn"] = {"model": "teacher", "targets": {"k": 16},
+                     "index": {"type": "ivfpq", "centroids": 32, "code_size": 16, "nprobe": 8}}
     config["studies"] = {"kim_rush": default["studies"]["kim_rush"],
                          "word_level": {**default["studies"]["word_level"],
-                                        "students": WORD_LEVEL, "knn_mt": True}}
+                                        "students": WORD_LEVEL},
+                         "knn": {**default["studies"]["knn"], "students": KNN}}
     config["study"] = "kim_rush"
     return config
 
@@ -532,12 +534,8 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     assert {name: (models / name / "model.pt").stat().st_mtime_ns for name in shared} == shared
     assert signals.stat().st_mtime_ns == signals_time  # Word-KD's signals, reused
     frame = pd.read_csv(workdir / "results/tiny/tables/word_level.csv")
-    assert list(frame["student"].drop_duplicates()) == ["teacher", "knn_mt", *WORD_LEVEL]
-    exported = frame["student"] != "knn_mt"
-    assert frame["bleu_beam"].notna().all() and (frame.loc[exported, "tok_s_fixed_int8"] > 0
-                                                 ).all()
-    assert frame.loc[~exported, "tok_s_fixed_int8"].isna().all()
-    assert_knn_mt_row(workdir, frame[~exported])
+    assert list(frame["student"].drop_duplicates()) == ["teacher", *WORD_LEVEL]
+    assert frame["bleu_beam"].notna().all() and (frame["tok_s_fixed_int8"] > 0).all()
     stage_one = json.loads((models / "annealing_kd_stage1/training.json").read_text())
     assert stage_one["criterion"] == "annealing_kd" and stage_one["updates"] == 100
     assert stage_one["final_model"].startswith("best checkpoint")  # stage II starts from it
@@ -550,7 +548,6 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     tie_kd = json.loads((models / "tie_kd/training.json").read_text())
     assert tie_kd["criterion"] == "tie_kd" and tie_kd["updates"] == 40
     assert tie_kd["train_terms"]["rank"] > 0 and tie_kd["train_terms"]["kd"] > 0
-    assert_knn_kd_student_read_the_teachers_neighbours(workdir)
     selection = (workdir / "results/tiny/plots/word_level/selection.svg").read_text()
     assert "selective_kd_batch" in selection and "selective_kd_global" in selection
     markdown = (workdir / "results/tiny/tables/word_level.md").read_text()
@@ -560,6 +557,25 @@ def assert_word_level_study_reuses_the_experiment(workdir, config):
     assert [(name.strip(), value.strip()) for name, value in rows] == [  # the study's order
         ("baseline", "27.29"), ("word_kd", "28.14"), ("seq_kd", "28.15"),
         ("selective_kd_batch", "28.42"), ("selective_kd_global", "28.57")]
+    assert_knn_study_reuses_the_experiment(workdir, config)
+
+
+def assert_knn_study_reuses_the_experiment(workdir, config):
+    """`--config study=knn`: the datastore, its index and stored neighbours, the kNN-KD
+    student, and the kNN-MT row; the other rows reused."""
+    models = workdir / "results/tiny/models"
+    shared = {name: (models / name / "model.pt").stat().st_mtime_ns
+              for name in ("teacher", "baseline", "selective_kd_global")}
+    run_snakemake(workdir, config, "--cores", "2", "--config", "study=knn", write=False)
+    assert {name: (models / name / "model.pt").stat().st_mtime_ns for name in shared} == shared
+    frame = pd.read_csv(workdir / "results/tiny/tables/knn.csv")
+    assert list(frame["student"].drop_duplicates()) == ["teacher", "knn_mt", *KNN]
+    exported = frame["student"] != "knn_mt"
+    assert frame["bleu_beam"].notna().all()
+    assert (frame.loc[exported, "tok_s_fixed_int8"] > 0).all()
+    assert frame.loc[~exported, "tok_s_fixed_int8"].isna().all()
+    assert_knn_mt_row(workdir, frame[~exported])
+    assert_knn_kd_student_read_the_teachers_neighbours(workdir)
 
 
 def assert_knn_kd_student_read_the_teachers_neighbours(workdir):
@@ -592,5 +608,5 @@ def assert_knn_mt_row(workdir, rows):
     assert evaluation["decoding"] == ("torch beam search with kNN-MT (teacher, k 8, λ 0.3, "
                                       "T 100) beam 5")
     assert (rows["bleu_k1"] > 0).all() and rows["top1_agreement"].isna().all()
-    markdown = (workdir / "results/tiny/tables/word_level.md").read_text()
+    markdown = (workdir / "results/tiny/tables/knn.md").read_text()
     assert "Speed ÷ no kNN" in markdown and "| knn_mt " in markdown

@@ -198,6 +198,10 @@ def check_knn(config: dict[str, Any], teachers: dict[str, ModelPlan],
     if models[name].ct2_only:
         raise ConfigError("knn.model", f"{name!r} is given only as a CTranslate2 model; the "
                           "datastore needs its torch checkpoint")
+    index, dim = knn["index"], models[name].architecture.get("d_model")
+    if index["type"] == "ivfpq" and dim and dim % index["code_size"]:
+        raise ConfigError("knn.index.code_size", f"{index['code_size']} does not divide the "
+                          f"key dimension {dim} (d_model of {name!r})")
     for run in readers:
         if run.criterion.signals_k > knn["targets"]["k"]:
             raise ConfigError(f"{run.key}.loss", f"reads {run.criterion.signals_k} neighbours "

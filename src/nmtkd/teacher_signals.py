@@ -102,7 +102,13 @@ class TeacherSignals:
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.meta['teacher']}:{self.meta['corpus']}:{self.k}"
+        """What a resumed training run must find unchanged: for kNN targets also the key, the
+        index and whether each token's own entry is kept."""
+        base = f"{self.meta['teacher']}:{self.meta['corpus']}:{self.k}"
+        if self.meta.get("kind") == "knn":
+            return (f"{base}:{self.meta['state']}:{self.meta['index']}:"
+                    f"{'self' if self.meta['keep_self'] else 'noself'}")
+        return base
 
     def check_corpus(self, corpus_hash: str, data: ParallelData) -> None:
         """Fail unless these signals were computed on this corpus and cover its lines."""

@@ -106,13 +106,15 @@ class KnnFiles:
     temperature: float = 100.0
 
 
-def knn_scorer(checkpoint: Path, knn: KnnFiles):
-    """The kNN-MT step scorer, after checking that the datastore is keyed by this model."""
+def knn_scorer(checkpoint: Path, knn: KnnFiles, threads: int):
+    """The kNN-MT step scorer, after checking that the datastore is keyed by this model;
+    faiss searches on the decoding job's threads."""
     from nmtkd.knn.datastore import Datastore
-    from nmtkd.knn.index import Index
+    from nmtkd.knn.index import Index, faiss_module
     from nmtkd.knn.retrieval import KnnScorer, KnnSettings
     from nmtkd.training_job import file_sha256
 
+    faiss_module().omp_set_num_threads(threads)
     datastore = Datastore(knn.datastore)
     datastore.check_model(file_sha256(checkpoint), str(checkpoint))
     return KnnScorer(datastore, Index(knn.index), KnnSettings(knn.k, knn.lam, knn.temperature))
@@ -137,7 +139,7 @@ def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
         options.device == "auto" and torch.cuda.is_available()) else "cpu"
     model.to(device)
     torch.set_num_threads(options.threads)
-    scorer = knn_scorer(checkpoint, knn) if knn is not None else None
+    scorer = knn_scorer(checkpoint, knn, options.threads) if knn is not None else None
 
     def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
         found = beam_translate_ids(model, tokenizer.encode_ids(lines), settings.batch_size,

@@ -51,9 +51,10 @@ class IndexSettings:
                              f"dimension {dim}")
         if self.nprobe < 1 or self.centroids < 1:
             raise NmtkdError("knn.index: centroids and nprobe must be at least 1")
-        if min(entries, self.train_sample) < self.centroids:
-            raise NmtkdError(f"knn.index.centroids: {self.centroids} centroids need at least as "
-                             f"many training keys, the datastore has {entries} (train_sample "
+        if min(entries, self.train_sample) < max(self.centroids, 256):
+            raise NmtkdError(f"knn.index.centroids: {self.centroids} centroids need at least "
+                             f"{max(self.centroids, 256)} training keys (256 for the 8-bit "
+                             f"codes), the datastore has {entries} (train_sample "
                              f"{self.train_sample}); use fewer centroids or type: flat")
 
 

@@ -53,7 +53,8 @@ def build_index(datastore: Path, settings: dict[str, Any], output: Path,
         chosen = IndexSettings(**settings)
     except TypeError as error:
         raise NmtkdError(f"knn.index: {error}") from None
-    meta = {"datastore": store.meta.get("model"), "corpus": store.meta.get("corpus")}
+    meta = {"datastore": store.meta.get("model"), "corpus": store.meta.get("corpus"),
+            "state": store.state}
     with atomic_path(output, directory=True, owner="knn-index") as tmp:
         return write_index(store.keys, chosen, tmp, meta)
 
@@ -68,9 +69,18 @@ def compute_knn_targets(datastore: Path, index: Path, k: int, keep_self: bool, o
     if threads:
         faiss_module().omp_set_num_threads(threads)
     store, searched = Datastore(datastore), Index(index)
-    if searched.meta.get("datastore") != store.meta.get("model") or len(searched) != len(store):
-        raise NmtkdError(f"{index}: not the index of {datastore} (rebuild it with "
-                         "`nmtkd knn-index`)")
+    check_index_of(searched, store)
     if not 1 <= k <= len(store) - (0 if keep_self else 1):
-        raise NmtkdError(f"--k: {k} neighbours asked of a datastore of {len(store)} entries")
+        raise NmtkdError(f"--k: {k} neighbours asked of {datastore}, which holds "
+                         f"{len(store)} entries")
     return write_targets(store, searched, k, keep_self, output, {"index_dir": str(index)})
+
+
+def check_index_of(index, datastore) -> None:
+    """Fail unless `index` was built from `datastore` (same model, corpus, key and size)."""
+    same = (index.meta.get("datastore"), index.meta.get("corpus"), index.meta.get("state"),
+            len(index)) == (datastore.meta.get("model"), datastore.meta.get("corpus"),
+                            datastore.state, len(datastore))
+    if not same:
+        raise NmtkdError(f"{index.directory}: not the index of {datastore.directory} "
+                         "(rebuild it with `nmtkd knn-index`)")

@@ -45,9 +45,9 @@ class KnnScorer:
     kNN-MT's interpolated ones. `state` names the decoder state the datastore is keyed on."""
 
     def __init__(self, datastore: Datastore, index: Index, settings: KnnSettings):
-        if len(index) != len(datastore):
-            raise NmtkdError(f"{index.directory}: indexes {len(index)} keys, the datastore "
-                             f"{datastore.directory} holds {len(datastore)}")
+        from nmtkd.knn.jobs import check_index_of
+
+        check_index_of(index, datastore)
         settings.check(len(datastore))
         self.values = np.asarray(datastore.values)
         self.index, self.settings, self.state = index, settings, datastore.state

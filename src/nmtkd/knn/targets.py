@@ -53,11 +53,27 @@ def search_block(datastore: Datastore, index: Index, start: int, stop: int, k: i
     return neighbour_values(datastore.values, rows), distances
 
 
+def read_progress(progress: Path) -> dict[str, Any]:
+    """The work directory's progress, or {} if it has none that can be read."""
+    try:
+        found = json.loads(progress.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) and "of" in found and "done" in found else {}
+
+
+def write_progress(progress: Path, fingerprint: dict[str, Any], done: int) -> None:
+    """Written beside and renamed, so that a kill never leaves half a file."""
+    partial = progress.with_suffix(".partial")
+    partial.write_text(json.dumps({"of": fingerprint, "done": done}), encoding="utf-8")
+    os.replace(partial, progress)
+
+
 def open_work(work: Path, entries: int, k: int, fingerprint: dict[str, Any]) -> tuple[
         np.memmap, np.memmap, Path]:
     """The work directory's arrays, resumed if it holds a run with the same fingerprint."""
     progress = work / "progress.json"
-    resumable = progress.is_file() and json.loads(progress.read_text())["of"] == fingerprint
+    resumable = read_progress(progress).get("of") == fingerprint
     if not resumable:
         shutil.rmtree(work, ignore_errors=True)
     mark_directory(work, OWNER)
@@ -65,7 +81,7 @@ def open_work(work: Path, entries: int, k: int, fingerprint: dict[str, Any]) -> 
     ids = np.lib.format.open_memmap(work / "ids.npy", mode, np.int32, (entries, k))
     logits = np.lib.format.open_memmap(work / "logits.npy", mode, np.float16, (entries, k))
     if not resumable:
-        progress.write_text(json.dumps({"of": fingerprint, "done": 0}))
+        write_progress(progress, fingerprint, 0)
     return ids, logits, progress
 
 
@@ -74,11 +90,11 @@ def write_targets(datastore: Datastore, index: Index, k: int, keep_self: bool, o
     """Search the neighbours of every datastore entry and write them as signals in `output`."""
     entries = len(datastore)
     fingerprint = {"datastore": datastore.meta.get("model"), "corpus":
-                   datastore.meta.get("corpus"), "index": index.meta.get("build_seconds"),
+                   datastore.meta.get("corpus"), "state": datastore.state, "index": index.meta,
                    "k": k, "keep_self": keep_self, "entries": entries}
     work = output.with_name(output.name + ".work")
     ids, logits, progress = open_work(work, entries, k, fingerprint)
-    done = json.loads(progress.read_text())["done"]
+    done = read_progress(progress)["done"]
     with tqdm(total=entries, initial=done, desc="kNN targets", unit=" token",
               mininterval=2.0) as bar:
         for start in range(done, entries, block):
@@ -88,7 +104,7 @@ def write_targets(datastore: Datastore, index: Index, k: int, keep_self: bool, o
             logits[start:stop] = -np.minimum(distances, FLOAT16_MAX)
             ids.flush()
             logits.flush()
-            progress.write_text(json.dumps({"of": fingerprint, "done": stop}))
+            write_progress(progress, fingerprint, stop)
             bar.update(stop - start)
     del ids, logits
     meta = {"format": 1, "kind": "knn", "k": k, "keep_self": keep_self,
