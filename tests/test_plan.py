@@ -377,12 +377,12 @@ def test_the_knn_study_reads_the_teachers_stored_neighbours():
     plan = plan_of(config)
     assert list(plan.students) == ["baseline", "word_kd", "seq_kd", "selective_kd_global",
                                    "knn_kd"]
-    assert plan.knn_model == TEACHER
-    targets = f"{R}/knn/teacher/gold/targets.k64"
+    assert plan.knn_model == "baseline"  # the paper's base model
+    targets = f"{R}/knn/baseline/gold/targets.k64"
     assert plan.training_inputs("knn_kd")["knn_targets"] == targets
     assert plan.training_arguments("knn_kd") == ["--knn-targets", targets]
     assert plan.datastore_inputs("gold") == {
-        "model": f"{R}/models/teacher/model.pt", "spm": f"{R}/spm/spm.model",
+        "model": f"{R}/models/baseline/model.pt", "spm": f"{R}/spm/spm.model",
         "train_src": f"{R}/data/spm/train.en", "train_tgt": f"{R}/data/spm/train.de"}
     assert plan.knn_index_arguments() == [
         "--settings", '{"centroids": 4096, "code_size": 64, "nprobe": 32, "train_sample": 1000000, '
@@ -398,13 +398,13 @@ def test_the_knn_study_reads_the_teachers_stored_neighbours():
         "beam": f"{R}/eval/knn_mt/test_2017_mscoco.float32.beam5.json"}
     assert plan.knn_decoding_arguments() == ["--knn-k", "8", "--knn-lambda", "0.3",
                                              "--knn-temperature", "100"]
-    assert plan.knn_mt_inputs()["index"] == f"{R}/knn/teacher/gold/index"
+    assert plan.knn_mt_inputs()["index"] == f"{R}/knn/baseline/gold/index"
     assert plan.evaluation_metadata("knn_mt", "float32", 5)["decoding"] == (
-        "torch beam search with kNN-MT (teacher, k 8, λ 0.3, T 100) beam 5")
-    config["knn"].update(model="baseline", targets={"k": 64, "keep_self": False})
+        "torch beam search with kNN-MT (baseline, k 8, λ 0.3, T 100) beam 5")
+    config["knn"].update(model="teacher", targets={"k": 64, "keep_self": False})
     plan = plan_of(config)
     assert plan.training_inputs("knn_kd")["knn_targets"] == (
-        f"{R}/knn/baseline/gold/targets.k64.noself")
+        f"{R}/knn/teacher/gold/targets.k64.noself")
     assert plan.knn_targets_arguments() == ["--k", "64", "--exclude-self"]
 
 
@@ -418,6 +418,9 @@ def test_the_knn_study_reads_the_teachers_stored_neighbours():
      "config error at students[18].loss: reads 64 neighbours per token, knn.targets.k stores 32"),
     (lambda c: c["knn"]["index"].update(type="hnsw"),
      "config error at knn.index.type: 'hnsw' is not one of"),
+    (lambda c: c["knn"]["index"].update(code_size=48),
+     "config error at knn.index.code_size: 48 does not divide the key dimension 256 (d_model "
+     "of 'baseline')"),
 ])
 def test_knn_errors_name_their_key(change, expected):
     config = base_config()
