@@ -167,25 +167,35 @@ def train_model(files: TrainingFiles, settings: dict[str, Any], threads: int = 0
                  summary["final_valid"]["valid_bleu"])
 
 
+def model_over_corpus(model: Path, train_src: Path, train_tgt: Path, spm: Path,
+                      threads: int = 0) -> tuple[Any, ParallelData, str, str]:
+    """A checkpoint about to run teacher-forced over an encoded corpus (pairs longer than its
+    positions skipped): the model, the corpus, and the checksums of both."""
+    from nmtkd.checkpoint import load_model
+    from nmtkd.teacher_signals import files_sha256
+
+    if threads:
+        torch.set_num_threads(threads)
+    network, _ = load_model(model)
+    tokenizer = Tokenizer(spm)
+    if len(tokenizer) != network.cfg.vocab_size:
+        raise NmtkdError(f"{spm}: {len(tokenizer)} pieces, but {model} has a vocabulary of "
+                         f"{network.cfg.vocab_size}")
+    data = ParallelData.from_piece_files(train_src, train_tgt, tokenizer,
+                                         network.cfg.max_positions)
+    return network, data, file_sha256(model), files_sha256(train_src, train_tgt)
+
+
 def compute_teacher_signals(model: Path, train_src: Path, train_tgt: Path, spm: Path, k: int,
                             max_tokens: int, output: Path, device: str = "auto",
                             threads: int = 0) -> dict[str, Any]:
     """Write the teacher's top-k on a training corpus into the directory `output`."""
-    from nmtkd.checkpoint import load_model
     from nmtkd.safepaths import atomic_path
-    from nmtkd.teacher_signals import files_sha256, write_signals
+    from nmtkd.teacher_signals import write_signals
 
-    if threads:
-        torch.set_num_threads(threads)
-    teacher, _ = load_model(model)
-    tokenizer = Tokenizer(spm)
-    if len(tokenizer) != teacher.cfg.vocab_size:
-        raise NmtkdError(f"{spm}: {len(tokenizer)} pieces, but {model} has a vocabulary of "
-                         f"{teacher.cfg.vocab_size}")
-    data = ParallelData.from_piece_files(train_src, train_tgt, tokenizer,
-                                         teacher.cfg.max_positions)
-    meta = {"teacher": file_sha256(model), "corpus": files_sha256(train_src, train_tgt),
-            "max_tokens": max_tokens}
+    teacher, data, teacher_hash, corpus_hash = model_over_corpus(model, train_src, train_tgt,
+                                                                 spm, threads)
+    meta = {"teacher": teacher_hash, "corpus": corpus_hash, "max_tokens": max_tokens}
     with atomic_path(output, directory=True, owner="teacher-signals") as tmp:
         return write_signals(teacher, data, len(data) + data.skipped, k, max_tokens, tmp,
                              resolve_device(device), meta)

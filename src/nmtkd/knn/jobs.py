@@ -6,35 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from nmtkd.batching import ParallelData
 from nmtkd.errors import NmtkdError
 from nmtkd.safepaths import atomic_path
-from nmtkd.spm import Tokenizer
-from nmtkd.teacher_signals import files_sha256
 
 
 def build_datastore(model: Path, train_src: Path, train_tgt: Path, spm: Path, state: str,
                     max_tokens: int, output: Path, device: str = "auto",
                     threads: int = 0) -> dict[str, Any]:
     """The datastore of `model` over a corpus (its keys: the decoder state `state`)."""
-    from nmtkd.checkpoint import load_model
     from nmtkd.knn.datastore import write_datastore
     from nmtkd.trainer import resolve_device
-    from nmtkd.training_job import file_sha256
+    from nmtkd.training_job import model_over_corpus
 
-    if threads:
-        torch.set_num_threads(threads)
-    network, _ = load_model(model)
-    tokenizer = Tokenizer(spm)
-    if len(tokenizer) != network.cfg.vocab_size:
-        raise NmtkdError(f"{spm}: {len(tokenizer)} pieces, but {model} has a vocabulary of "
-                         f"{network.cfg.vocab_size}")
-    data = ParallelData.from_piece_files(train_src, train_tgt, tokenizer,
-                                         network.cfg.max_positions)
-    meta = {"model": file_sha256(model), "corpus": files_sha256(train_src, train_tgt),
-            "max_tokens": max_tokens}
+    network, data, model_hash, corpus_hash = model_over_corpus(model, train_src, train_tgt,
+                                                               spm, threads)
+    meta = {"model": model_hash, "corpus": corpus_hash, "max_tokens": max_tokens}
     with atomic_path(output, directory=True, owner="datastore") as tmp:
         return write_datastore(network, data, len(data) + data.skipped, state, max_tokens, tmp,
                                resolve_device(device), meta)
