@@ -206,7 +206,8 @@ def built(tmp_path, model=None, data=None, state="final"):
     write_datastore(model, data, len(data), state, 60, tmp_path / "store", torch.device("cpu"),
                     {"model": "m", "corpus": "c"})
     store = Datastore(tmp_path / "store")
-    write_index(store.keys, IndexSettings(type="flat"), tmp_path / "index", {"datastore": "m"})
+    write_index(store.keys, IndexSettings(type="flat"), tmp_path / "index",
+                {"datastore": "m", "corpus": "c", "state": state})
     return model, data, store, Index(tmp_path / "index")
 
 
@@ -234,6 +235,9 @@ def test_knn_mt_with_lambda_1_retrieves_a_training_target_from_its_own_datastore
 
 def test_knn_settings_are_checked_against_the_datastore(tmp_path):
     _, _, store, index = built(tmp_path)
+    other = built(tmp_path / "other", state="last_ffn_input")[3]
+    with pytest.raises(NmtkdError, match="other/index: not the index of .*/store"):
+        KnnScorer(store, other, KnnSettings())
     with pytest.raises(NmtkdError, match="knn.k: must be between 1 and the datastore's"):
         KnnScorer(store, index, KnnSettings(k=len(store) + 1))
     with pytest.raises(NmtkdError, match="knn.lambda"):
