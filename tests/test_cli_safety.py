@@ -191,6 +191,7 @@ TRAIN = ("train --train-src $src --train-tgt $tgt --valid-src $src --valid-tgt $
          "--valid-ref $tgt --spm $spm")
 CLEAN = "clean --src $src --tgt $tgt"
 SIGNALS = "teacher-signals --model $ckpt --train-src $src --train-tgt $tgt --spm $spm"
+DATASTORE = "datastore --model $ckpt --train-src $src --train-tgt $tgt --spm $spm"
 CASES = [
     # fetch
     case("fetch-truncated-gz", "fetch --src $d/corpus.en.gz --tgt $tgt --out-src $d/o.en "
@@ -284,6 +285,24 @@ CASES = [
          "--output and --train-src name the same file"),
     case("teacher-signals-checkpoint-not-a-checkpoint", f"{SIGNALS} --k 8 --output $d/sig",
          "$ckpt: cannot load checkpoint"),
+    # datastore, knn-index, knn-targets, knn-speed
+    case("datastore-output-holds-a-user-file", f"{DATASTORE} --output $d/store",
+         "$d/store: existing directory not written by nmtkd", user_folder("store"),
+         kept=("store/notes.txt",)),
+    case("datastore-unknown-state", f"{DATASTORE} --state middle --output $d/store",
+         "argument --state: invalid choice: 'middle'"),
+    case("knn-index-datastore-missing", "knn-index --datastore $d/nope --output $d/index",
+         "$d/nope: file not found"),
+    case("knn-index-settings-not-an-object", "knn-index --datastore $d/plain --settings [1] "
+         "--output $d/index", "argument --settings: expected a JSON object",
+         plain_folder("plain")),
+    case("knn-targets-not-a-datastore", "knn-targets --datastore $d/plain --index $d/plain "
+         "--output $d/targets", "$d/plain: not a kNN datastore", plain_folder("plain")),
+    case("knn-targets-k-0", "knn-targets --datastore $d/plain --index $d/plain --k 0 "
+         "--output $d/targets", "argument --k: must be at least 1", plain_folder("plain")),
+    case("knn-speed-lambda-above-1", "knn-speed --model $ckpt --spm $spm --input $src "
+         "--output $d/s.json --knn-datastore $d/plain --knn-index $d/plain --knn-lambda 1.5",
+         "argument --knn-lambda: must be between 0 and 1, got 1.5", plain_folder("plain")),
     # export
     case("export-output-holds-a-user-file", "export --checkpoint $ckpt --spm $spm "
          "--output $d/exported", "$d/exported: existing directory not written by nmtkd",
@@ -316,6 +335,11 @@ CASES = [
     case("expand-nbest-too-few-candidates", "expand-nbest --nbest $tsv --source $src "
          "--out-src $d/b.en --out-tgt $d/b.de", "sentence 1 has 1 candidate(s); 2 are needed"),
     # translate
+    case("translate-knn-datastore-without-index", f"{DECODE} --knn-datastore $d/plain",
+         "kNN-MT needs both --knn-datastore and --knn-index", plain_folder("plain")),
+    case("translate-knn-with-ctranslate2", f"{DECODE} --knn-datastore $d/plain "
+         "--knn-index $d/plain", "kNN-MT (--knn-datastore) decodes with --backend torch",
+         plain_folder("plain")),
     case("translate-batch-size-0", f"{DECODE} --batch-size 0",
          "argument --batch-size: must be at least 1, got 0"),
     case("translate-batch-size-not-a-number", f"{DECODE} --batch-size many",
@@ -424,7 +448,8 @@ CASES = [
          "argument --json: expected a JSON object"),
 ]
 COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train",
-            "teacher-signals", "export", "corpus", "expand-nbest", "translate", "select", "speed",
+            "teacher-signals", "datastore", "knn-index", "knn-targets", "knn-speed", "export",
+            "corpus", "expand-nbest", "translate", "select", "speed",
             "evaluate", "significance", "agreement", "report", "compare", "plots",
             "check-config", "write-config"}
 
