@@ -125,6 +125,10 @@ def build_frame(manifest: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
+# columns that only some studies fill (kNN-MT's speed ratio: a study with a knn_mt row); the
+# CSV of a study that leaves them empty goes without them
+ONLY_SOME_STUDIES = ("knn_speed_ratio",)
+
 TABLE_COLUMNS = {
     "student": "Model", "seeds": "Seeds", "data": "Data", "loss": "Loss", "init": "Init",
     "params_m": "Params (M)", "size_float32_mb": "Size f32 (MB)", "size_int8_mb": "Size int8 (MB)",
@@ -305,7 +309,8 @@ def write_comparison(manifest: dict[str, Any], md_path: Path, csv_path: Path,
         with atomic_writer(html_path) as handle:
             handle.write(html(summary, frame, manifest))
     with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
+        unfilled = [column for column in ONLY_SOME_STUDIES if frame[column].isna().all()]
+        frame.drop(columns=unfilled).to_csv(tmp, index=False)
     with atomic_writer(tex_path) as handle:
         handle.write(latex(summary, frame, manifest))
     with atomic_writer(md_path) as handle:
