@@ -118,3 +118,22 @@ def kill_9_after_save(command: list[str], state: Path, update: int) -> dict:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     return checkpoint.load(state)
+
+
+def assert_resumes_bit_identically(command, directory: Path) -> None:
+    """`command(name)` trains 30 updates into directory/name: a straight run, and one killed
+    (kill -9) after update 10 then rerun, end with the same weights."""
+    import subprocess
+
+    import torch
+
+    from nmtkd import checkpoint
+
+    subprocess.run(command("straight"), check=True, capture_output=True)
+    saved = kill_9_after_save(command("killed"), directory / "killed" / "work" / "state.pt", 10)
+    assert 10 <= saved["state"]["update"] < 30
+    subprocess.run(command("killed"), check=True, capture_output=True)
+    straight, _ = checkpoint.load_model(directory / "straight" / "model.pt")
+    resumed, _ = checkpoint.load_model(directory / "killed" / "model.pt")
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key

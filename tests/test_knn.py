@@ -12,9 +12,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import encode_pair, kill_9_after_save, train_command
+from conftest import assert_resumes_bit_identically, encode_pair, train_command
 
-from nmtkd import checkpoint
 from nmtkd.batching import Batch, ParallelData
 from nmtkd.beam_search import beam_search
 from nmtkd.criteria import TrainingStep, build_criterion
@@ -323,14 +322,7 @@ def test_knn_kd_student_resumes_bit_identically_after_kill_9(synthetic, syntheti
         return [*train_command(synthetic, synthetic_spm, trained_tiny, settings,
                                tmp_path / name), "--knn-targets", str(tmp_path / "targets")]
 
-    subprocess.run(command("straight"), check=True, capture_output=True)
-    saved = kill_9_after_save(command("killed"), tmp_path / "killed" / "work" / "state.pt", 10)
-    assert 10 <= saved["state"]["update"] < 30
-    subprocess.run(command("killed"), check=True, capture_output=True)
-    straight, _ = checkpoint.load_model(tmp_path / "straight" / "model.pt")
-    resumed, _ = checkpoint.load_model(tmp_path / "killed" / "model.pt")
-    for key, value in straight.state_dict().items():
-        assert torch.equal(resumed.state_dict()[key], value), key
+    assert_resumes_bit_identically(command, tmp_path)
     summary = json.loads((tmp_path / "straight" / "training.json").read_text())
     assert summary["updates"] == 30
 

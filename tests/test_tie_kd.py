@@ -3,15 +3,13 @@ values worked out by hand from the reference code (../shared/docs/kd_methods.md 
 §5.5)."""
 
 import math
-import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import kill_9_after_save, train_command
+from conftest import assert_resumes_bit_identically, train_command
 from criterion_steps import FixedTeacher, step_with
 
-from nmtkd import checkpoint
 from nmtkd.batching import Batch
 from nmtkd.criteria import TEACHER_MODEL, TEACHER_SIGNALS, TrainingStep, build_criterion
 from nmtkd.criteria.soft_targets import variant_cross_entropy
@@ -228,11 +226,4 @@ def test_tie_kd_resumes_bit_identically_after_kill_9(synthetic, synthetic_spm, t
     def command(name):
         return train_command(synthetic, synthetic_spm, trained_tiny, settings, tmp_path / name)
 
-    subprocess.run(command("straight"), check=True, capture_output=True)
-    saved = kill_9_after_save(command("killed"), tmp_path / "killed" / "work" / "state.pt", 10)
-    assert 10 <= saved["state"]["update"] < 30
-    subprocess.run(command("killed"), check=True, capture_output=True)
-    straight, _ = checkpoint.load_model(tmp_path / "straight" / "model.pt")
-    resumed, _ = checkpoint.load_model(tmp_path / "killed" / "model.pt")
-    for key, value in straight.state_dict().items():
-        assert torch.equal(resumed.state_dict()[key], value), key
+    assert_resumes_bit_identically(command, tmp_path)
