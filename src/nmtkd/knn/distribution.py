@@ -35,9 +35,15 @@ def knn_probabilities(values: Tensor, distances: Tensor, temperature: float,
 
 
 def merged_masses(values: Tensor, weights: Tensor) -> Tensor:
-    """Per neighbour i, the kNN mass of its value: Σ_j 1[v_j = v_i]·w_j  [..., k]."""
-    same = values[..., :, None] == values[..., None, :]
-    return (same * weights[..., None, :]).sum(dim=-1)
+    """Per neighbour i, the kNN mass of its value: Σ_j 1[v_j = v_i]·w_j  [..., k].
+    Sorting each row groups equal values, so this costs k·log k per token, not k²."""
+    ordered, order = values.sort(dim=-1)
+    ordered_weights = weights.gather(-1, order)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    group = starts.long().cumsum(dim=-1) - 1
+    group_masses = torch.zeros_like(ordered_weights).scatter_add_(-1, group, ordered_weights)
+    return torch.empty_like(ordered_weights).scatter_(-1, order, group_masses.gather(-1, group))
 
 
 def interpolate(model_log_probs: Tensor, knn_probs: Tensor, lam: float) -> Tensor:
