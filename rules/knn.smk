@@ -77,6 +77,38 @@ rule knn_targets:
 ruleorder: translate_knn_mt > translate_testset
 
 
+# knn.tune: k, λ and T chosen by BLEU on the validation set, decoded as the test sets are.
+rule knn_mt_tune:
+    input:
+        unpack(lambda wildcards: PLAN.knn_model_inputs()),
+        src=f"{RESULTS}/data/raw/valid.{SRC}",
+        ref=f"{RESULTS}/data/raw/valid.{TGT}",
+    output:
+        PLAN.knn_tune_file(),
+    params:
+        grid=quoted_args(PLAN.knn_tune_arguments()) if PLAN.knn_tuned else "",
+        batch_size=EVAL["batch_size"],
+        max_length=EVAL["max_length"],
+        length_penalty=EVAL["length_penalty"],
+        bound=quoted_args(PLAN.length_bound_arguments()),
+        tokenize=PLAN.bleu_tokenize,
+    log:
+        f"{LOGS}/knn_mt_tune/{PLAN.knn_model}.log",
+    benchmark:
+        f"{BENCHMARKS}/knn_mt_tune/{PLAN.knn_model}.tsv"
+    threads: EVAL["threads"]
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    shell:
+        "nmtkd knn-tune --model {input.model:q} --spm {input.spm:q}"
+        " --knn-datastore {input.datastore:q} --knn-index {input.index:q} {params.grid}"
+        " --input {input.src:q} --references {input.ref:q} --output {output:q}"
+        " --beam-size {EVAL[beam_size]} --batch-size {params.batch_size}"
+        " --max-length {params.max_length} --length-penalty {params.length_penalty}"
+        " {params.bound} --tokenize {params.tokenize} --threads {threads} > {log:q} 2>&1"
+
+
 rule translate_knn_mt:
     input:
         unpack(lambda wildcards: PLAN.knn_mt_inputs()),

@@ -303,6 +303,14 @@ CASES = [
     case("knn-speed-lambda-above-1", "knn-speed --model $ckpt --spm $spm --input $src "
          "--output $d/s.json --knn-datastore $d/plain --knn-index $d/plain --knn-lambda 1.5",
          "argument --knn-lambda: must be between 0 and 1, got 1.5", plain_folder("plain")),
+    case("knn-tune-empty-grid", "knn-tune --model $ckpt --spm $spm --input $src "
+         "--references $tgt --output $d/t.json --knn-datastore $d/plain --knn-index $d/plain "
+         '--grid {"k":[],"lambda":[0.3],"temperature":[10]}',
+         "knn.tune.k: needs a list of at least one value", plain_folder("plain")),
+    case("knn-tune-settings-not-a-tuning-result", "knn-tune --model $ckpt --spm $spm "
+         "--input $src --references $tgt --output $d/t.json --knn-datastore $d/plain "
+         '--knn-index $d/plain --grid {"k":[8],"lambda":[0.3],"temperature":[10]} '
+         "--knn-settings $json", "not a kNN-MT tuning result", plain_folder("plain")),
     # export
     case("export-output-holds-a-user-file", "export --checkpoint $ckpt --spm $spm "
          "--output $d/exported", "$d/exported: existing directory not written by nmtkd",
@@ -448,7 +456,8 @@ CASES = [
          "argument --json: expected a JSON object"),
 ]
 COMMANDS = {"fetch", "clean", "spm-train", "spm-encode", "split", "gather", "train",
-            "teacher-signals", "datastore", "knn-index", "knn-targets", "knn-speed", "export",
+            "teacher-signals", "datastore", "knn-index", "knn-targets", "knn-speed", "knn-tune",
+            "export",
             "corpus", "expand-nbest", "translate", "select", "speed",
             "evaluate", "significance", "agreement", "report", "compare", "plots",
             "check-config", "write-config"}

@@ -374,6 +374,7 @@ def test_the_tie_kd_studies_share_word_kd_full_and_compare_against_their_baselin
 def test_the_knn_study_reads_the_teachers_stored_neighbours():
     config = base_config()
     config["study"] = "knn"
+    config["knn"]["tune"] = None  # decoding with knn.decoding's k, λ and T
     plan = plan_of(config)
     assert list(plan.students) == ["baseline", "word_kd", "seq_kd", "selective_kd_global",
                                    "knn_kd"]
@@ -408,7 +409,30 @@ def test_the_knn_study_reads_the_teachers_stored_neighbours():
     assert plan.knn_targets_arguments() == ["--k", "64", "--exclude-self"]
 
 
+def test_knn_tune_makes_knn_mt_read_its_result():
+    config = base_config()
+    config["study"] = "knn"
+    config["knn"]["tune"] = {"k": [8, 16], "lambda": [0.3, 0.5], "temperature": [100]}
+    plan = plan_of(config)
+    tuned = f"{R}/knn/baseline/gold/knn_mt_tuned.json"
+    assert plan.knn_tuned and plan.knn_tune_file() == tuned
+    assert plan.knn_mt_inputs()["settings"] == tuned
+    assert "settings" not in plan.knn_model_inputs()
+    assert plan.knn_decoding_arguments() == ["--knn-settings", tuned]
+    assert plan.knn_tune_arguments() == [
+        "--grid", '{"k": [8, 16], "lambda": [0.3, 0.5], "temperature": [100]}']
+    assert plan.comparison_manifest("knn")["models"][1]["loss"] == (
+        "kNN-MT (baseline, k, λ and T tuned on valid by BLEU over k [8, 16] × λ [0.3, 0.5] × "
+        "T [100])")
+    config["knn"]["tune"] = None
+    assert not plan_of(config).knn_tuned
+
+
 @pytest.mark.parametrize(("change", "expected"), [
+    (lambda c: c["knn"].update(tune={"k": [8], "lambda": [1.5], "temperature": [10]}),
+     "config error at knn.tune.lambda[0]: 1.5 is greater than the maximum of 1"),
+    (lambda c: c["knn"].update(tune={"k": [8], "lambda": [0.3]}),
+     "config error at knn.tune: 'temperature' is a required property"),
     (lambda c: c["knn"].update(model="word_kd_full"),
      "config error at knn.model: 'word_kd_full' is not a model of this run (known: baseline, "
      "knn_kd, selective_kd_global, seq_kd, teacher, word_kd; a student must be in a selected"),

@@ -513,7 +513,8 @@ def with_word_level_study(config):
     config["losses"]["selective_kd"]["queue_size"] = 2000
     config["losses"]["knn_kd"]["k"] = 16
     config["knn"] = {"model": "teacher", "targets": {"k": 16},
-                     "index": {"type": "ivfpq", "centroids": 32, "code_size": 16, "nprobe": 8}}
+                     "index": {"type": "ivfpq", "centroids": 32, "code_size": 16, "nprobe": 8},
+                     "tune": {"k": [4, 8], "lambda": [0.3], "temperature": [100]}}
     config["studies"] = {"kim_rush": default["studies"]["kim_rush"],
                          "word_level": {**default["studies"]["word_level"],
                                         "students": WORD_LEVEL},
@@ -602,11 +603,16 @@ def assert_knn_mt_row(workdir, rows):
     assert speed["ratio"] == pytest.approx(with_knn["tokens_per_second"]
                                            / base["tokens_per_second"])
     assert (rows["knn_speed_ratio"] == speed["ratio"]).all()
-    assert speed["knn"] == {"k": 8, "lambda": 0.3, "temperature": 100.0}
+    tuned = json.loads((workdir / "results/tiny/knn/teacher/gold/knn_mt_tuned.json").read_text())
+    assert [(p["k"], p["lambda"]) for p in tuned["grid"]] == [(4, 0.0), (4, 0.3), (8, 0.3)]
+    best = max(tuned["grid"][1:], key=lambda point: point["bleu"])
+    assert speed["knn"] == {"k": best["k"], "lambda": 0.3, "temperature": 100.0}
     evaluation = json.loads((workdir / "results/tiny/eval/knn_mt/"
                              "test_2016_flickr.float32.beam5.json").read_text())
-    assert evaluation["decoding"] == ("torch beam search with kNN-MT (teacher, k 8, λ 0.3, "
-                                      "T 100) beam 5")
+    assert evaluation["decoding"] == (
+        "torch beam search with kNN-MT (teacher, k, λ and T tuned on valid by BLEU over k "
+        "[4, 8] × λ [0.3] × T [100]) beam 5")
     assert (rows["bleu_k1"] > 0).all() and rows["top1_agreement"].isna().all()
     markdown = (workdir / "results/tiny/tables/knn.md").read_text()
     assert "Speed ÷ no kNN" in markdown and "| knn_mt " in markdown
+    assert f"(used: k {best['k']}, λ 0.3, T 100.0)" in markdown

@@ -287,8 +287,26 @@ def _knn_files(args: argparse.Namespace) -> Any:
         return None
     from nmtkd.translate import KnnFiles
 
+    if args.knn_settings:
+        from nmtkd.knn.tune import read_tuned
+
+        tuned = read_tuned(Path(args.knn_settings))
+        return KnnFiles(Path(args.knn_datastore), Path(args.knn_index), tuned.k, tuned.lam,
+                        tuned.temperature)
     return KnnFiles(Path(args.knn_datastore), Path(args.knn_index), args.knn_k,
                     args.knn_lambda, args.knn_temperature)
+
+
+def cmd_knn_tune(args: argparse.Namespace) -> None:
+    from nmtkd.knn.tune import KnnGrid, tune_knn_mt
+
+    report = tune_knn_mt(Path(args.model), Path(args.spm), _knn_files(args),
+                         KnnGrid.from_json(args.grid), Path(args.input),
+                         Path(args.references), Path(args.output), _decode_options(args),
+                         args.tokenize)
+    log.info("kNN-MT on %s: best BLEU %.2f at k %d, λ %g, T %g (without retrieval %.2f)",
+             args.input, report["bleu"], report["k"], report["lambda"],
+             report["temperature"], report["base_bleu"])
 
 
 def cmd_knn_speed(args: argparse.Namespace) -> None:
@@ -411,7 +429,7 @@ HANDLERS = {
     "spm-encode": cmd_spm_encode, "split": cmd_split, "gather": cmd_gather,
     "train": cmd_train, "teacher-signals": cmd_teacher_signals, "export": cmd_export,
     "datastore": cmd_datastore, "knn-index": cmd_knn_index, "knn-targets": cmd_knn_targets,
-    "knn-speed": cmd_knn_speed,
+    "knn-speed": cmd_knn_speed, "knn-tune": cmd_knn_tune,
     "corpus": cmd_corpus, "expand-nbest": cmd_expand_nbest,
     "translate": cmd_translate, "select": cmd_select, "speed": cmd_speed,
     "evaluate": cmd_evaluate, "significance": cmd_significance,

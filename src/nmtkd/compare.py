@@ -190,8 +190,11 @@ def signature_lines(frame: pd.DataFrame) -> list[str]:
 def table_notes(manifest: dict[str, Any]) -> str:
     beam = manifest["beam_size"]
     knn = next((m for m in manifest["models"] if m.get("knn_speed")), None)
-    knn_note = (f" {knn['name']}: {knn['loss']}, the torch beam search with a search of the "
-                "datastore at every step and beam; no export, so no int8 or size cells. "
+    used = (read_json(knn["knn_speed"]) or {}).get("knn") if knn else None
+    used_text = (f" (used: k {used['k']}, λ {used['lambda']}, T {used['temperature']})"
+                 if used else "")
+    knn_note = (f" {knn['name']}: {knn['loss']}{used_text}, the torch beam search with a search "
+                "of the datastore at every step and beam; no export, so no int8 or size cells. "
                 "Speed ÷ no kNN: its tokens/s over the same model's without retrieval (both "
                 "torch, timed in one job)." if knn else "")
     return (

@@ -110,6 +110,8 @@ def _knn_decode_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         help="weight of the kNN distribution")
     parser.add_argument("--knn-temperature", type=positive_float, default=100.0,
                         help="T of softmax(−d/T)")
+    add_path(parser, "--knn-settings", INPUT,
+             help="k, λ and T from a tuning result (nmtkd knn-tune), instead of the three above")
 
 
 def _data_commands(command) -> None:
@@ -272,6 +274,21 @@ def _knn_commands(command) -> None:
     add_path(p, "--output", OUTPUT_DIR, required=True, help="kNN targets directory")
 
 
+def _knn_tune_command(command) -> None:
+    p = command("knn-tune", "Choose kNN-MT's k, λ and T on a validation set: decode it at each "
+                "point of a grid (and at λ = 0) and keep the best BLEU")
+    add_path(p, "--model", INPUT, required=True, help="the datastore model's torch checkpoint")
+    add_path(p, "--spm", INPUT, required=True)
+    add_path(p, "--input", INPUT, required=True, help="validation source")
+    add_path(p, "--references", INPUT, required=True, help="validation references")
+    add_path(p, "--output", OUTPUT, required=True, help="JSON: the best point and the grid")
+    p.add_argument("--grid", type=json_object, required=True,
+                   help='JSON: {"k": [...], "lambda": [...], "temperature": [...]}')
+    p.add_argument("--tokenize", default="13a", help="sacreBLEU's BLEU tokenizer")
+    _decode_arguments(p)
+    _knn_decode_arguments(p, required=True)
+
+
 def _decode_commands(command) -> None:
     p = command("translate", "Translate a file with beam search: CTranslate2, or the project's "
                 "torch search on a checkpoint")
@@ -401,6 +418,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=help_text)
 
     for group in (_data_commands, _train_command, _model_commands, _knn_commands,
-                  _decode_commands, _report_commands):
+                  _knn_tune_command, _decode_commands, _report_commands):
         group(command)
     return parser

@@ -283,22 +283,46 @@ class Plan:
         """Whether a selected study has the kNN-MT row."""
         return any(study.knn_mt for study in self.studies.values())
 
+    @property
+    def knn_tuned(self) -> bool:
+        """Whether kNN-MT takes its k, λ and T from a grid search on the validation set."""
+        return bool(self.config["knn"].get("tune"))
+
+    def knn_tune_file(self) -> str:
+        return f"{self.results}/knn/{self.knn_model}/gold/knn_mt_tuned.json"
+
+    def knn_tune_arguments(self) -> list[str]:
+        return ["--grid", json.dumps(self.config["knn"]["tune"], sort_keys=True)]
+
     def knn_settings_text(self) -> str:
+        if self.knn_tuned:
+            tune = self.config["knn"]["tune"]
+            return (f"{self.knn_model}, k, λ and T tuned on valid by BLEU over k "
+                    f"{tune['k']} × λ {tune['lambda']} × T {tune['temperature']}")
         decoding = self.config["knn"]["decoding"]
         return (f"{self.knn_model}, k {decoding['k']}, λ {decoding['lambda']}, "
                 f"T {decoding['temperature']}")
 
     def knn_decoding_arguments(self) -> list[str]:
-        """`nmtkd translate` / `knn-speed` arguments: kNN-MT's k, λ and T."""
+        """`nmtkd translate` / `knn-speed` arguments: kNN-MT's k, λ and T (or the tuning
+        result that holds them)."""
+        if self.knn_tuned:
+            return ["--knn-settings", self.knn_tune_file()]
         decoding = self.config["knn"]["decoding"]
         return ["--knn-k", str(decoding["k"]), "--knn-lambda", str(decoding["lambda"]),
                 "--knn-temperature", str(decoding["temperature"])]
 
-    def knn_mt_inputs(self) -> dict[str, str]:
-        """What kNN-MT decoding reads: the model, its datastore of the gold data and index."""
+    def knn_model_inputs(self) -> dict[str, str]:
+        """The model, its datastore of the gold data and its index."""
         return {"model": self.torch_checkpoint(self.knn_model), "spm": self.spm_model(),
                 "datastore": self.knn_file("gold", "datastore"),
                 "index": self.knn_file("gold", "index")}
+
+    def knn_mt_inputs(self) -> dict[str, str]:
+        """What kNN-MT decoding reads: the model, datastore and index (and the tuning result,
+        with knn.tune)."""
+        tuned = {"settings": self.knn_tune_file()} if self.knn_tuned else {}
+        return {**self.knn_model_inputs(), **tuned}
 
     def knn_mt_results(self) -> dict[str, Any]:
         """The kNN-MT row's manifest entry: float32 evaluations (torch beam search) and its

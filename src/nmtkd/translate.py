@@ -121,9 +121,10 @@ def knn_scorer(checkpoint: Path, knn: KnnFiles, threads: int):
 
 
 def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
-                     knn: KnnFiles | None = None):
+                     knn: KnnFiles | None = None, scorer=None):
     """`translate_lines` for the torch backend: the project's beam search on a checkpoint
-    (with `knn`, kNN-MT: every step interpolated with the datastore's neighbours)."""
+    (with `knn`, kNN-MT: every step interpolated with the datastore's neighbours; or with a
+    ready step `scorer`)."""
     import torch
 
     from nmtkd.beam_search import beam_translate_ids
@@ -139,7 +140,8 @@ def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
         options.device == "auto" and torch.cuda.is_available()) else "cpu"
     model.to(device)
     torch.set_num_threads(options.threads)
-    scorer = knn_scorer(checkpoint, knn, options.threads) if knn is not None else None
+    if knn is not None:
+        scorer = knn_scorer(checkpoint, knn, options.threads)
 
     def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
         found = beam_translate_ids(model, tokenizer.encode_ids(lines), settings.batch_size,

@@ -48,10 +48,15 @@ class KnnScorer:
         from nmtkd.knn.jobs import check_index_of
 
         check_index_of(index, datastore)
-        settings.check(len(datastore))
         self.values = np.asarray(datastore.values)
-        self.index, self.settings, self.state = index, settings, datastore.state
+        self.index, self.state = index, datastore.state
+        self.use(settings)
         self.queries = 0
+
+    def use(self, settings: KnnSettings) -> None:
+        """Retrieve and interpolate with `settings` from the next step on."""
+        settings.check(len(self.values))
+        self.settings = settings
 
     def __call__(self, log_probs: Tensor, states: Tensor) -> Tensor:
         distances, rows = self.index.search(states.float().cpu().numpy(), self.settings.k)
