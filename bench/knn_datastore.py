@@ -114,7 +114,8 @@ def print_sizes(entries: int, store_seconds: float, store_bytes: int,
               f"{size * 100 * per_million / 1e9:12.1f} "
               f"{(train_at_100m + add * 100 * per_million) / 3600:11.2f}")
     print("(100 M: extrapolated from this run, not measured: sizes and adding linearly; IVFPQ's "
-          "training scaled from this run's sample to its train_sample of at most 1 M keys; "
+          "training scaled linearly from this run's sample to its train_sample of at most 1 M "
+          "keys, an upper bound, as faiss trains the PQ codebooks on at most 65,536 of them; "
           "s / M tokens: the datastore's pass or the index's adding)")
 
 

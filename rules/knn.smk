@@ -87,6 +87,7 @@ rule knn_mt_tune:
         PLAN.knn_tune_file(),
     params:
         grid=quoted_args(PLAN.knn_tune_arguments()) if PLAN.knn_tuned else "",
+        beam_size=EVAL["beam_size"],
         batch_size=EVAL["batch_size"],
         max_length=EVAL["max_length"],
         length_penalty=EVAL["length_penalty"],
@@ -104,7 +105,7 @@ rule knn_mt_tune:
         "nmtkd knn-tune --model {input.model:q} --spm {input.spm:q}"
         " --knn-datastore {input.datastore:q} --knn-index {input.index:q} {params.grid}"
         " --input {input.src:q} --references {input.ref:q} --output {output:q}"
-        " --beam-size {EVAL[beam_size]} --batch-size {params.batch_size}"
+        " --beam-size {params.beam_size} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --length-penalty {params.length_penalty}"
         " {params.bound} --tokenize {params.tokenize} --threads {threads} > {log:q} 2>&1"
 

@@ -306,11 +306,11 @@ CASES = [
     case("knn-tune-empty-grid", "knn-tune --model $ckpt --spm $spm --input $src "
          "--references $tgt --output $d/t.json --knn-datastore $d/plain --knn-index $d/plain "
          '--grid {"k":[],"lambda":[0.3],"temperature":[10]}',
-         "knn.tune.k: needs a list of at least one value", plain_folder("plain")),
-    case("knn-tune-settings-not-a-tuning-result", "knn-tune --model $ckpt --spm $spm "
-         "--input $src --references $tgt --output $d/t.json --knn-datastore $d/plain "
-         '--knn-index $d/plain --grid {"k":[8],"lambda":[0.3],"temperature":[10]} '
-         "--knn-settings $json", "not a kNN-MT tuning result", plain_folder("plain")),
+         "knn.tune.k: needs a list of whole numbers >= 1, got []", plain_folder("plain")),
+    case("knn-tune-lambda-0-in-the-grid", "knn-tune --model $ckpt --spm $spm --input $src "
+         "--references $tgt --output $d/t.json --knn-datastore $d/plain --knn-index $d/plain "
+         '--grid {"k":[8],"lambda":[0],"temperature":[10]}',
+         "knn.tune.lambda: needs a list of numbers in (0, 1], got [0]", plain_folder("plain")),
     # export
     case("export-output-holds-a-user-file", "export --checkpoint $ckpt --spm $spm "
          "--output $d/exported", "$d/exported: existing directory not written by nmtkd",
@@ -348,6 +348,16 @@ CASES = [
     case("translate-knn-with-ctranslate2", f"{DECODE} --knn-datastore $d/plain "
          "--knn-index $d/plain", "kNN-MT (--knn-datastore) decodes with --backend torch",
          plain_folder("plain")),
+    case("translate-knn-settings-not-a-tuning-result", "translate --backend torch "
+         "--model $ckpt --spm $spm --input $src --output $d/out.de --knn-datastore $d/plain "
+         "--knn-index $d/plain --knn-settings $json", "$json: not a kNN-MT tuning result",
+         plain_folder("plain")),
+    case("translate-knn-settings-and-k", "translate --backend torch --model $ckpt --spm $spm "
+         "--input $src --output $d/out.de --knn-datastore $d/plain --knn-index $d/plain "
+         "--knn-settings $json --knn-k 4", "give --knn-settings or --knn-k, not both",
+         plain_folder("plain")),
+    case("translate-knn-k-without-datastore", f"{DECODE} --knn-k 4",
+         "--knn-k needs --knn-datastore and --knn-index"),
     case("translate-batch-size-0", f"{DECODE} --batch-size 0",
          "argument --batch-size: must be at least 1, got 0"),
     case("translate-batch-size-not-a-number", f"{DECODE} --batch-size many",

@@ -20,7 +20,7 @@ from nmtkd.criteria import TrainingStep, build_criterion
 from nmtkd.criteria.knn_kd import knn_kl
 from nmtkd.errors import NmtkdError
 from nmtkd.knn.datastore import Datastore, write_datastore
-from nmtkd.knn.distribution import interpolate, knn_probabilities
+from nmtkd.knn.distribution import interpolate, knn_probabilities, merged_masses
 from nmtkd.knn.index import Index, IndexSettings, build_index, write_index
 from nmtkd.knn.retrieval import KnnScorer, KnnSettings
 from nmtkd.knn.targets import write_targets
@@ -106,6 +106,19 @@ def test_knn_kl_by_hand_with_duplicates():
     exact = torch.log(torch.tensor([[[1e-9, 0.8, 0.2, 1e-9]]]))
     assert float(knn_kl(exact, values, negative_distances, 100.0,
                         torch.ones(1, 1, dtype=torch.bool))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_merged_masses_sum_the_weights_of_equal_values_in_any_order():
+    by_hand = torch.tensor([[[0.1 + 0.3, 0.2 + 0.4, 0.1 + 0.3, 0.2 + 0.4, 0.0]]])
+    values, weights = torch.tensor([[[7, 2, 7, 2, 5]]]), torch.tensor([[[0.1, 0.2, 0.3, 0.4, 0.0]]])
+    assert torch.allclose(merged_masses(values, weights), by_hand)
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 6, (3, 4, 16), generator=generator)  # unsorted, many repeats
+    weights = torch.rand(3, 4, 16, generator=generator)
+    loops = torch.tensor([[[sum(float(w) for v, w in zip(row_v, row_w, strict=True) if v == value)
+                            for value in row_v] for row_v, row_w in zip(vs, ws, strict=True)]
+                          for vs, ws in zip(values, weights, strict=True)])
+    assert torch.allclose(merged_masses(values, weights), loops, atol=1e-6)
 
 
 class StoredTargets:

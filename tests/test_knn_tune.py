@@ -63,8 +63,9 @@ def bleu_of(inputs, knn: KnnFiles | None) -> float:
 
 def run_tuning(inputs, output):
     directory = inputs["directory"]
-    return tune_knn_mt(inputs["model"], inputs["spm"], inputs["knn"], GRID,
-                       directory / "valid.src", directory / "valid.ref", output, OPTIONS)
+    return tune_knn_mt(inputs["model"], inputs["spm"], inputs["knn"].datastore,
+                       inputs["knn"].index, GRID, directory / "valid.src",
+                       directory / "valid.ref", output, OPTIONS)
 
 
 def test_every_point_is_a_separate_decodes_bleu_and_the_best_wins(tuning_inputs, tmp_path):
@@ -91,7 +92,7 @@ def test_a_killed_search_resumes_at_its_first_unscored_point(tuning_inputs, tmp_
     used = []
     original = KnnScorer.use
 
-    def dying_after_two(self, settings):  # the scorer's own settings, then λ = 0, (1, 0.5)
+    def dying_after_two(self, settings):  # the scorer's first settings, then λ = 0, (1, 0.5)
         if len(used) == 3:
             raise KeyboardInterrupt
         used.append(settings)
@@ -107,8 +108,8 @@ def test_a_killed_search_resumes_at_its_first_unscored_point(tuning_inputs, tmp_
     used.clear()
     monkeypatch.setattr(KnnScorer, "use", lambda self, s: (used.append(s), original(self, s)))
     assert run_tuning(tuning_inputs, output) == straight
-    # the scorer is built with the files' settings, then set for the three unscored points
-    assert [(s.k, s.lam) for s in used] == [(8, 0.3), (1, 0.9), (4, 0.5), (4, 0.9)]
+    # the scorer is built at the first point, λ = 0, then set for the three unscored points
+    assert [(s.k, s.lam) for s in used] == [(1, 0.0), (1, 0.9), (4, 0.5), (4, 0.9)]
 
 
 def test_best_point_prefers_retrieval_and_the_first_of_equals():
@@ -121,19 +122,46 @@ def test_best_point_prefers_retrieval_and_the_first_of_equals():
 
 def test_grids_and_tuning_results_are_checked(tmp_path):
     grid = KnnGrid.from_json({"k": [4, 8], "lambda": [0.3], "temperature": [10, 100]})
-    assert grid.points() == [{"k": 4, "lambda": 0.3, "temperature": 10.0},
+    assert grid.points() == [{"k": 4, "lambda": 0.0, "temperature": 10.0},
+                             {"k": 4, "lambda": 0.3, "temperature": 10.0},
                              {"k": 4, "lambda": 0.3, "temperature": 100.0},
                              {"k": 8, "lambda": 0.3, "temperature": 10.0},
                              {"k": 8, "lambda": 0.3, "temperature": 100.0}]
-    with pytest.raises(NmtkdError, match="knn.tune: unknown key 'lam'"):
-        KnnGrid.from_json({"k": [4], "lam": [0.3], "temperature": [10]})
-    with pytest.raises(NmtkdError, match="knn.tune.temperature: needs a list"):
-        KnnGrid.from_json({"k": [4], "lambda": [0.3], "temperature": []})
+    for bad, expected in (
+            ({"k": [4], "lam": [0.3], "temperature": [10]}, "knn.tune: unknown key 'lam'"),
+            ({"k": [4], "lambda": [0.3], "temperature": []},
+             r"knn.tune.temperature: needs a list of numbers > 0, got \[\]"),
+            ({"k": ["x"], "lambda": [0.3], "temperature": [10]},
+             r"knn.tune.k: needs a list of whole numbers >= 1, got \['x'\]"),
+            ({"k": [4], "lambda": [0, 0.3], "temperature": [10]},
+             r"knn.tune.lambda: needs a list of numbers in \(0, 1\], got \[0, 0.3\]"),
+            ({"k": [4], "lambda": [0.3, 0.3], "temperature": [10]},
+             r"knn.tune.lambda: repeats a value in \[0.3, 0.3\]"),
+            ({"k": [4], "lambda": [0.3]}, "knn.tune.temperature: needs a list")):
+        with pytest.raises(NmtkdError, match=expected):
+            KnnGrid.from_json(bad)
+    with pytest.raises(NmtkdError, match="knn.tune.k: 8 neighbours asked of a datastore of 5"):
+        grid.check(5)
     (tmp_path / "bad.json").write_text('{"k": 4}')
     with pytest.raises(NmtkdError, match="bad.json: not a kNN-MT tuning result"):
         read_tuned(tmp_path / "bad.json")
     (tmp_path / "good.json").write_text('{"k": 16, "lambda": 0.4, "temperature": 50}')
     assert read_tuned(tmp_path / "good.json") == tune.KnnSettings(16, 0.4, 50.0)
+
+
+def test_a_resume_file_of_another_search_or_unreadable_is_not_resumed(tmp_path):
+    points = GRID.points()
+    fingerprint = {"model": "m", "points": points}
+    partial = tmp_path / "t.json.partial"
+    scored = [{**points[0], "bleu": 20.0}, {**points[1], "bleu": 21.5}]
+    tune.write_partial(partial, fingerprint, scored)
+    assert tune.read_partial(partial, fingerprint, points) == scored
+    assert tune.read_partial(partial, {**fingerprint, "model": "other"}, points) == []
+    assert tune.read_partial(partial, fingerprint, points[1:]) == []  # not a prefix
+    for text in ("[1, 2]", "{\"of\": 1}", "{not json", "\udcff"):
+        partial.write_text(text, encoding="utf-8", errors="surrogateescape")
+        assert tune.read_partial(partial, fingerprint, points) == []
+    assert tune.read_partial(tmp_path / "missing", fingerprint, points) == []
 
 
 def test_translate_decodes_with_the_tuned_settings(tuning_inputs, tmp_path):

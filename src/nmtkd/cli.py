@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -281,27 +282,36 @@ def _decode_options(args: argparse.Namespace) -> Any:
 
 def _knn_files(args: argparse.Namespace) -> Any:
     """kNN-MT's files and settings from --knn-*, or None without them."""
+    given = {"--knn-k": args.knn_k, "--knn-lambda": args.knn_lambda,
+             "--knn-temperature": args.knn_temperature}
+    given = [flag for flag, value in given.items() if value is not None]
     if bool(args.knn_datastore) != bool(args.knn_index):
         raise NmtkdError("kNN-MT needs both --knn-datastore and --knn-index")
     if not args.knn_datastore:
+        if given or args.knn_settings:
+            raise NmtkdError(f"{(given or ['--knn-settings'])[0]} needs --knn-datastore and "
+                             "--knn-index")
         return None
     from nmtkd.translate import KnnFiles
 
+    files = KnnFiles(Path(args.knn_datastore), Path(args.knn_index))
     if args.knn_settings:
+        if given:
+            raise NmtkdError(f"give --knn-settings or {given[0]}, not both")
         from nmtkd.knn.tune import read_tuned
 
         tuned = read_tuned(Path(args.knn_settings))
-        return KnnFiles(Path(args.knn_datastore), Path(args.knn_index), tuned.k, tuned.lam,
-                        tuned.temperature)
-    return KnnFiles(Path(args.knn_datastore), Path(args.knn_index), args.knn_k,
-                    args.knn_lambda, args.knn_temperature)
+        return replace(files, k=tuned.k, lam=tuned.lam, temperature=tuned.temperature)
+    return replace(files, **{field: value for field, value in (
+        ("k", args.knn_k), ("lam", args.knn_lambda), ("temperature", args.knn_temperature))
+        if value is not None})
 
 
 def cmd_knn_tune(args: argparse.Namespace) -> None:
     from nmtkd.knn.tune import KnnGrid, tune_knn_mt
 
-    report = tune_knn_mt(Path(args.model), Path(args.spm), _knn_files(args),
-                         KnnGrid.from_json(args.grid), Path(args.input),
+    report = tune_knn_mt(Path(args.model), Path(args.spm), Path(args.knn_datastore),
+                         Path(args.knn_index), KnnGrid.from_json(args.grid), Path(args.input),
                          Path(args.references), Path(args.output), _decode_options(args),
                          args.tokenize)
     log.info("kNN-MT on %s: best BLEU %.2f at k %d, λ %g, T %g (without retrieval %.2f)",
@@ -449,6 +459,12 @@ def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
         from nmtkd.spm import vocab_path
 
         return {"--model's .vocab": vocab_path(Path(args.model))}
+    if args.command == "knn-tune":
+        from nmtkd.knn.tune import resume_file
+
+        partial = resume_file(Path(args.output))
+        return {"--output's resume file": partial,
+                "--output's resume staging file": partial.with_name(partial.name + ".tmp")}
     return {}
 
 

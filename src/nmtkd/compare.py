@@ -245,9 +245,15 @@ def paper_section(manifest: dict[str, Any]) -> tuple[str, pd.DataFrame] | None:
     return note, rows
 
 
+def markdown_table(table: pd.DataFrame) -> str:
+    """A Markdown table with empty cells, not "nan", where a row has no value."""
+    return table.astype(object).where(table.notna(), None).to_markdown(
+        index=False, floatfmt=".2f", missingval="")
+
+
 def markdown(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     testsets, beam = manifest["testsets"], manifest["beam_size"]
-    table = overview(summary, testsets, beam).to_markdown(index=False, floatfmt=".2f")
+    table = markdown_table(overview(summary, testsets, beam))
     lines = [f"# {title(manifest)}", "", table_notes(manifest), "",
              "## Overview", "", table, ""]
     paper = paper_section(manifest)
@@ -256,7 +262,7 @@ def markdown(summary: pd.DataFrame, frame: pd.DataFrame, manifest: dict[str, Any
                   paper[1].to_markdown(index=False), ""]
     for testset in testsets:
         rows = display(summary[summary["testset"] == testset], beam)
-        lines += [f"## {testset}", "", rows.to_markdown(index=False, floatfmt=".2f"), ""]
+        lines += [f"## {testset}", "", markdown_table(rows), ""]
     return "\n".join(lines + signature_lines(frame)) + "\n"
 
 

@@ -99,17 +99,21 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
 
-def _knn_decode_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    """kNN-MT's options (defaults: the reference's IWSLT'14 values)."""
+def _knn_store_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     add_path(parser, "--knn-datastore", INPUT, required=required,
              help="kNN-MT (--backend torch): the model's datastore (nmtkd datastore)")
     add_path(parser, "--knn-index", INPUT, required=required,
              help="the datastore's index (nmtkd knn-index)")
-    parser.add_argument("--knn-k", type=positive_int, default=8, help="neighbours per step")
-    parser.add_argument("--knn-lambda", type=unit_float, default=0.3,
-                        help="weight of the kNN distribution")
-    parser.add_argument("--knn-temperature", type=positive_float, default=100.0,
-                        help="T of softmax(−d/T)")
+
+
+def _knn_decode_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """kNN-MT's options (defaults: the reference's IWSLT'14 values)."""
+    _knn_store_arguments(parser, required)
+    parser.add_argument("--knn-k", type=positive_int, help="neighbours per step (default 8)")
+    parser.add_argument("--knn-lambda", type=unit_float,
+                        help="weight of the kNN distribution (default 0.3)")
+    parser.add_argument("--knn-temperature", type=positive_float,
+                        help="T of softmax(−d/T) (default 100)")
     add_path(parser, "--knn-settings", INPUT,
              help="k, λ and T from a tuning result (nmtkd knn-tune), instead of the three above")
 
@@ -275,6 +279,8 @@ def _knn_commands(command) -> None:
 
 
 def _knn_tune_command(command) -> None:
+    from nmtkd.evaluate import TOKENIZERS
+
     p = command("knn-tune", "Choose kNN-MT's k, λ and T on a validation set: decode it at each "
                 "point of a grid (and at λ = 0) and keep the best BLEU")
     add_path(p, "--model", INPUT, required=True, help="the datastore model's torch checkpoint")
@@ -284,9 +290,10 @@ def _knn_tune_command(command) -> None:
     add_path(p, "--output", OUTPUT, required=True, help="JSON: the best point and the grid")
     p.add_argument("--grid", type=json_object, required=True,
                    help='JSON: {"k": [...], "lambda": [...], "temperature": [...]}')
-    p.add_argument("--tokenize", default="13a", help="sacreBLEU's BLEU tokenizer")
+    p.add_argument("--tokenize", choices=TOKENIZERS, default="13a",
+                   help="sacreBLEU's BLEU tokenizer")
     _decode_arguments(p)
-    _knn_decode_arguments(p, required=True)
+    _knn_store_arguments(p, required=True)
 
 
 def _decode_commands(command) -> None:

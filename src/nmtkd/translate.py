@@ -3,6 +3,7 @@ detokenized output in input order and an optional n-best TSV."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def knn_scorer(checkpoint: Path, knn: KnnFiles, threads: int):
 
 
 def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
-                     knn: KnnFiles | None = None, scorer=None):
+                     knn: KnnFiles | None = None, scorer: Callable | None = None):
     """`translate_lines` for the torch backend: the project's beam search on a checkpoint
     (with `knn`, kNN-MT: every step interpolated with the datastore's neighbours; or with a
     ready step `scorer`)."""
@@ -140,7 +141,7 @@ def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
         options.device == "auto" and torch.cuda.is_available()) else "cpu"
     model.to(device)
     torch.set_num_threads(options.threads)
-    if knn is not None:
+    if scorer is None and knn is not None:
         scorer = knn_scorer(checkpoint, knn, options.threads)
 
     def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
