@@ -10,6 +10,8 @@ rule translate_testset:
         src=f"{RESULTS}/data/raw/{{testset}}.{SRC}",
     output:
         f"{RESULTS}/translations/{{model}}/{{testset}}.{{quant}}.beam{{beam}}.{TGT}",
+    wildcard_constraints:
+        model=alternatives(MODELS),  # kNN-MT's translations come from translate_knn_mt
     params:
         batch_size=EVAL["batch_size"],
         max_length=EVAL["max_length"],

@@ -74,7 +74,6 @@ rule knn_targets:
 # kNN-MT: the datastore model decoding each test set with retrieval at every step (the torch
 # beam search), and its speed against the same model without retrieval. Evaluated by
 # evaluate_testset like every other model, as the row `knn_mt` of the studies with knn_mt.
-ruleorder: translate_knn_mt > translate_testset
 
 
 # knn.tune: k, λ and T chosen by BLEU on the validation set, decoded as the test sets are.
