@@ -1,7 +1,8 @@
 """What kNN-MT's retrieval costs at decoding time, in one run: a finished run's datastore model
 decoding with and without retrieval (the project's torch beam search, beam 5, batch 32, the
-first 500 sentences of test_2016_flickr, 2 threads), for k = 8 and 64 neighbours, with the
-run's IVFPQ index and with an exact flat index built here over the same keys. Each line is one
+first 500 sentences of test_2016_flickr, 2 threads), for k = 8 and 64 neighbours with the
+run's IVFPQ index, and for k = 8 with an exact flat index built here over the same keys (on the
+first 64 sentences only: it decodes at about one sentence per second). Each line is one
 `nmtkd knn-speed` measurement: both sides warmed up once, then interleaved timed rounds; the
 ratio is kNN-MT's target tokens/s over the model's own in the same rounds.
 
@@ -31,6 +32,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sentences", type=int, default=500)
+    parser.add_argument("--flat-sentences", type=int, default=64)
     return parser.parse_args()
 
 
@@ -45,19 +47,22 @@ def main() -> None:
         store = Datastore(knn / "datastore")
         build_index(knn / "datastore", {"type": "flat"}, Path(tmp) / "flat", args.threads)
         print(f"{args.model}: datastore of {len(store)} keys, beam 5, batch 32, "
-              f"{args.sentences} sentences, {args.threads} threads, median of {args.repeats}")
-        print(f"{'index':6} {'k':>3} {'tok/s base':>11} {'tok/s kNN':>10} {'ratio':>6}")
-        for index_name, index in (("ivfpq", knn / "index"), ("flat", Path(tmp) / "flat")):
-            for k in (8, 64):
-                report = measure_knn_speed(
-                    args.results / "models" / args.model / "model.pt",
-                    args.results / "spm/spm.model", KnnFiles(knn / "datastore", index, k),
-                    args.results / "data/raw/test_2016_flickr.en", Path(tmp) / "speed.json",
-                    options, args.repeats, args.sentences)
-                models = report["models"]
-                print(f"{index_name:6} {k:3d} {models['base']['tokens_per_second']:11.0f} "
-                      f"{models['knn']['tokens_per_second']:10.0f} {report['ratio']:6.2f}")
-
+              f"{args.threads} threads, median of {args.repeats}")
+        print(f"{'index':6} {'k':>3} {'sentences':>9} {'tok/s base':>11} {'tok/s kNN':>10} "
+              f"{'ratio':>6}")
+        for index_name, index, k, sentences in (
+                ("ivfpq", knn / "index", 8, args.sentences),
+                ("ivfpq", knn / "index", 64, args.sentences),
+                ("flat", Path(tmp) / "flat", 8, args.flat_sentences)):
+            report = measure_knn_speed(
+                args.results / "models" / args.model / "model.pt",
+                args.results / "spm/spm.model", KnnFiles(knn / "datastore", index, k),
+                args.results / "data/raw/test_2016_flickr.en", Path(tmp) / "speed.json",
+                options, args.repeats, sentences)
+            models = report["models"]
+            print(f"{index_name:6} {k:3d} {sentences:9d} "
+                  f"{models['base']['tokens_per_second']:11.0f} "
+                  f"{models['knn']['tokens_per_second']:10.0f} {report['ratio']:6.2f}")
 
 if __name__ == "__main__":
     main()

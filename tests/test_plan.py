@@ -394,6 +394,11 @@ def test_the_knn_study_reads_the_teachers_stored_neighbours():
                                                        "selective_kd_global", "knn_kd"]
     knn_mt = manifest["models"][1]
     assert knn_mt["knn_speed"] == f"{R}/speed/knn_mt.json" and knn_mt["ct2"] == {}
+    assert knn_mt["significance"]["test_2016_flickr"] == (
+        f"{R}/eval/knn_mt/test_2016_flickr.vs_baseline.significance.json")
+    assert ("knn_mt", "baseline") in plan.tested_pairs()
+    assert plan.significance_inputs("knn_mt", "baseline", "test_2016_flickr")["system"] == [
+        f"{R}/translations/knn_mt/test_2016_flickr.float32.beam5.de"]
     assert knn_mt["eval"]["test_2017_mscoco"] == {
         "k1": f"{R}/eval/knn_mt/test_2017_mscoco.float32.beam1.json",
         "beam": f"{R}/eval/knn_mt/test_2017_mscoco.float32.beam5.json"}

@@ -613,6 +613,7 @@ def assert_knn_mt_row(workdir, rows):
         "torch beam search with kNN-MT (teacher, k, λ and T tuned on valid by BLEU over k "
         "[4, 8] × λ [0.3] × T [100]) beam 5")
     assert (rows["bleu_k1"] > 0).all() and rows["top1_agreement"].isna().all()
+    assert rows["p_bleu_bootstrap"].between(0, 1).all()  # tested against the baseline
     markdown = (workdir / "results/tiny/tables/knn.md").read_text()
     assert "Speed ÷ no kNN" in markdown and "| knn_mt " in markdown
     assert f"(used: k {best['k']}, λ 0.3, T 100.0)" in markdown

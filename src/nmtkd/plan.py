@@ -324,10 +324,11 @@ class Plan:
         tuned = {"settings": self.knn_tune_file()} if self.knn_tuned else {}
         return {**self.knn_model_inputs(), **tuned}
 
-    def knn_mt_results(self) -> dict[str, Any]:
-        """The kNN-MT row's manifest entry: float32 evaluations (torch beam search) and its
-        speed against the same model without retrieval; no export, training or tests."""
-        evaluations = f"{self.results}/eval/{KNN_MT}"
+    def knn_mt_results(self, study: str) -> dict[str, Any]:
+        """The kNN-MT row's manifest entry: float32 evaluations (torch beam search), its speed
+        against the same model without retrieval, and its significance test against the
+        study's baseline; no export or training."""
+        evaluations, baseline = f"{self.results}/eval/{KNN_MT}", self.study(study).baseline
         return {
             "name": KNN_MT, "student": KNN_MT, "data": "gold (datastore)",
             "loss": f"kNN-MT ({self.knn_settings_text()})", "init": "",
@@ -336,6 +337,8 @@ class Plan:
             "eval": {testset: {"k1": f"{evaluations}/{testset}.float32.beam1.json",
                                "beam": f"{evaluations}/{testset}.float32.beam{self.beam}.json"}
                      for testset in self.testsets},
+            "significance": {testset: self.significance_file(KNN_MT, baseline, testset)
+                             for testset in self.testsets} if baseline else {},
         }
 
     def knn_targets_arguments(self) -> list[str]:
@@ -372,10 +375,12 @@ class Plan:
         return [name for name, run in self.students.items() if run.student == student]
 
     def tested_pairs(self) -> list[tuple[str, str]]:
-        """(student, baseline) of every significance test: each study's students against its
-        baseline."""
+        """(student, baseline) of every significance test: each study's students, and its kNN-MT
+        row, against its baseline."""
         pairs = [(student, study.baseline) for study in self.studies.values()
-                 if study.baseline for student in study.students if student != study.baseline]
+                 if study.baseline for student in (
+                     [KNN_MT] if study.knn_mt else []) + study.students
+                 if student != study.baseline]
         return list(dict.fromkeys(pairs))
 
     # ---- evaluation and tables -----------------------------------------------------------------
@@ -412,11 +417,11 @@ class Plan:
         return f"{self.results}/eval/{student}/{testset}.vs_{baseline}.significance.json"
 
     def significance_inputs(self, student: str, baseline: str, testset: str) -> dict[str, Any]:
-        """A student's and the baseline's K=beam float32 outputs (every run) and the
-        references of one test set."""
+        """A student's (or kNN-MT's) and the baseline's K=beam float32 outputs (every run) and
+        the references of one test set."""
         def outputs(of: str) -> list[str]:
             return [self.translation(run, testset, "float32", self.beam)
-                    for run in self.runs_of(of)]
+                    for run in ([KNN_MT] if of == KNN_MT else self.runs_of(of))]
 
         return {"system": outputs(student), "baseline": outputs(baseline),
                 "references": f"{self.results}/data/raw/{testset}.{self.tgt}"}
@@ -478,7 +483,7 @@ class Plan:
         """The manifest entries of a study's rows: the teachers, kNN-MT, the students."""
         rows = [self.model_results(name, study) for name in self.study_models(study)]
         if self.study(study).knn_mt:
-            rows.insert(len(self.teachers), self.knn_mt_results())
+            rows.insert(len(self.teachers), self.knn_mt_results(study))
         return rows
 
     def comparison_manifest(self, study: str | None = None) -> dict[str, Any]:
