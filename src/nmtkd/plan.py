@@ -378,8 +378,8 @@ class Plan:
         """(student, baseline) of every significance test: each study's students, and its kNN-MT
         row, against its baseline."""
         pairs = [(student, study.baseline) for study in self.studies.values()
-                 if study.baseline for student in (
-                     [KNN_MT] if study.knn_mt else []) + study.students
+                 if study.baseline
+                 for student in [*([KNN_MT] if study.knn_mt else []), *study.students]
                  if student != study.baseline]
         return list(dict.fromkeys(pairs))
 
