@@ -200,19 +200,25 @@ def _train_command(command) -> None:
                    "scheduler already restricted CUDA_VISIBLE_DEVICES")
 
 
+def _model_over_corpus_arguments(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """A torch model teacher-forced over an encoded training corpus, in batches (the
+    arguments of `nmtkd.training_job.model_over_corpus` and its batching)."""
+    add_path(parser, "--model", INPUT, required=True, help=model_help)
+    add_path(parser, "--train-src", INPUT, required=True, help="SentencePiece-encoded source")
+    add_path(parser, "--train-tgt", INPUT, required=True)
+    add_path(parser, "--spm", INPUT, required=True)
+    parser.add_argument("--max-tokens", type=positive_int, default=2500,
+                        help="padded tokens per batch")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=non_negative_int, default=0,
+                        help="CPU threads (0: torch's default)")
+
+
 def _model_commands(command) -> None:
     p = command("teacher-signals", "Run the teacher over a training corpus (teacher forcing) "
                 "and store its top-k ids and logits per target token, memory-mapped")
-    add_path(p, "--model", INPUT, required=True, help="the teacher's torch checkpoint")
-    add_path(p, "--train-src", INPUT, required=True, help="SentencePiece-encoded source")
-    add_path(p, "--train-tgt", INPUT, required=True)
-    add_path(p, "--spm", INPUT, required=True)
+    _model_over_corpus_arguments(p, "the teacher's torch checkpoint")
     p.add_argument("--k", type=positive_int, required=True, help="logits kept per token")
-    p.add_argument("--max-tokens", type=positive_int, default=2500,
-                   help="padded tokens per batch")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=non_negative_int, default=0,
-                   help="CPU threads (0: torch's default)")
     add_path(p, "--output", OUTPUT_DIR, required=True,
              help="signals directory (replaces only an earlier output of this command)")
 
@@ -246,17 +252,10 @@ def _knn_commands(command) -> None:
 
     p = command("datastore", "Build a kNN-MT datastore: a model's decoder state (key) and the "
                 "gold next token (value) at every target position of a corpus, memory-mapped")
-    add_path(p, "--model", INPUT, required=True, help="the model's torch checkpoint")
-    add_path(p, "--train-src", INPUT, required=True, help="SentencePiece-encoded source")
-    add_path(p, "--train-tgt", INPUT, required=True)
-    add_path(p, "--spm", INPUT, required=True)
+    _model_over_corpus_arguments(p, "the model's torch checkpoint")
     p.add_argument("--state", choices=DECODER_STATES, default="final",
                    help="the key: the decoder output after the final norm (kNN-KD's code), or "
                    "the normalised input of the last feed-forward block (kNN-MT's)")
-    p.add_argument("--max-tokens", type=positive_int, default=2500,
-                   help="padded tokens per batch")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=non_negative_int, default=0)
     add_path(p, "--output", OUTPUT_DIR, required=True, help="datastore directory")
 
     p = command("knn-index", "Build the faiss index of a datastore's keys")

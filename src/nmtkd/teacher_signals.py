@@ -14,6 +14,7 @@ resume) maps the lines it trains on to rows without recomputing anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,26 @@ def row_offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
+def line_lengths(data: ParallelData, lines: int) -> np.ndarray:
+    """Target positions (target + </s>) per corpus line; 0 for the lines `data` skipped."""
+    lengths = np.zeros(lines, dtype=np.int32)
+    for index, line in enumerate(data.lines):
+        lengths[line] = len(data.targets[index]) + 1
+    return lengths
+
+
+def write_line_rows(outputs: Sequence[np.ndarray], batch_rows: Sequence[np.ndarray],
+                    indices: list[int], data: ParallelData, offsets: np.ndarray) -> None:
+    """Scatter one batch into per-position arrays: row r of each of `batch_rows` [batch,
+    time, ...] fills its corpus line's positions offsets[line]:offsets[line + 1] of the
+    matching output."""
+    for row, index in enumerate(indices):
+        line = data.lines[index]
+        start, stop = offsets[line], offsets[line + 1]
+        for output, rows in zip(outputs, batch_rows, strict=True):
+            output[start:stop] = rows[row, : stop - start]
+
+
 @torch.no_grad()
 def write_signals(teacher: Transformer, data: ParallelData, lines: int, k: int,
                   max_tokens: int, directory: Path, device: torch.device,
@@ -49,9 +70,7 @@ def write_signals(teacher: Transformer, data: ParallelData, lines: int, k: int,
     of `max_tokens` padded tokens and write its top-k into the empty `directory`."""
     teacher.to(device).eval()
     k = min(k, teacher.cfg.vocab_size)
-    lengths = np.zeros(lines, dtype=np.int32)
-    for index, line in enumerate(data.lines):
-        lengths[line] = len(data.targets[index]) + 1  # target + </s>
+    lengths = line_lengths(data, lines)
     offsets = row_offsets(lengths)
     positions = int(offsets[-1])
     directory.mkdir(parents=True, exist_ok=True)
@@ -63,12 +82,8 @@ def write_signals(teacher: Transformer, data: ParallelData, lines: int, k: int,
         batch = data.collate(indices).to(device)
         top = teacher(batch.source, batch.target_in).float().topk(k, dim=-1)
         top_ids = top.indices.to(torch.int32).cpu().numpy()
-        top_values = top.values.cpu().numpy()
-        for row, index in enumerate(indices):
-            line = data.lines[index]
-            start, stop = offsets[line], offsets[line + 1]
-            ids[start:stop] = top_ids[row, : stop - start]
-            values[start:stop] = top_values[row, : stop - start]
+        write_line_rows((ids, values), (top_ids, top.values.cpu().numpy()), indices, data,
+                        offsets)
     ids.flush()
     values.flush()
     np.save(directory / "lengths.npy", lengths)

@@ -25,17 +25,9 @@ from tqdm import tqdm
 from nmtkd.batching import ParallelData, token_batches
 from nmtkd.errors import NmtkdError
 from nmtkd.model import DECODER_STATES, Transformer
-from nmtkd.teacher_signals import row_offsets
+from nmtkd.teacher_signals import line_lengths, row_offsets, write_line_rows
 
 FORMAT = 1
-
-
-def line_lengths(data: ParallelData, lines: int) -> np.ndarray:
-    """Target positions (target + </s>) per corpus line; 0 for the lines `data` skipped."""
-    lengths = np.zeros(lines, dtype=np.int32)
-    for index, line in enumerate(data.lines):
-        lengths[line] = len(data.targets[index]) + 1
-    return lengths
 
 
 @torch.no_grad()
@@ -69,13 +61,9 @@ def write_datastore(model: Transformer, data: ParallelData, lines: int, state: s
     batches = token_batches(data, max_tokens, 0, 0, shuffle=False)
     for indices in tqdm(batches, desc="datastore", unit=" batch", mininterval=2.0):
         states, gold = decoder_states(model, data, indices, state, device)
-        states = states.to(torch.float16).cpu().numpy()
-        gold = gold.to(torch.int32).cpu().numpy()
-        for row, index in enumerate(indices):
-            line = data.lines[index]
-            start, stop = offsets[line], offsets[line + 1]
-            keys[start:stop] = states[row, : stop - start]
-            values[start:stop] = gold[row, : stop - start]
+        write_line_rows((keys, values), (states.to(torch.float16).cpu().numpy(),
+                                         gold.to(torch.int32).cpu().numpy()),
+                        indices, data, offsets)
     keys.flush()
     values.flush()
     np.save(directory / "lengths.npy", lengths)
