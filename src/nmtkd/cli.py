@@ -462,9 +462,7 @@ def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
     if args.command == "knn-tune":
         from nmtkd.knn.tune import resume_file
 
-        partial = resume_file(Path(args.output))
-        return {"--output's resume file": partial,
-                "--output's resume staging file": partial.with_name(partial.name + ".tmp")}
+        return {"--output's resume file": resume_file(Path(args.output))}
     return {}
 
 

@@ -28,6 +28,7 @@ from nmtkd.knn.datastore import Datastore
 from nmtkd.knn.index import Index
 from nmtkd.knn.retrieval import neighbour_values
 from nmtkd.safepaths import atomic_path, mark_directory
+from nmtkd.textio import atomic_writer
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 OWNER = "knn-targets"
@@ -63,10 +64,9 @@ def read_progress(progress: Path) -> dict[str, Any]:
 
 
 def write_progress(progress: Path, fingerprint: dict[str, Any], done: int) -> None:
-    """Written beside and renamed, so that a kill never leaves half a file."""
-    partial = progress.with_suffix(".partial")
-    partial.write_text(json.dumps({"of": fingerprint, "done": done}), encoding="utf-8")
-    os.replace(partial, progress)
+    """Written atomically, so that a kill never leaves half a file."""
+    with atomic_writer(progress) as handle:
+        json.dump({"of": fingerprint, "done": done}, handle)
 
 
 def open_work(work: Path, entries: int, k: int, fingerprint: dict[str, Any]) -> tuple[

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,9 +98,8 @@ def read_partial(partial: Path, fingerprint: dict[str, Any],
 
 
 def write_partial(partial: Path, fingerprint: dict[str, Any], scored: list[dict]) -> None:
-    staging = partial.with_name(partial.name + ".tmp")
-    staging.write_text(json.dumps({"of": fingerprint, "scored": scored}), encoding="utf-8")
-    os.replace(staging, partial)
+    with atomic_writer(partial) as handle:
+        json.dump({"of": fingerprint, "scored": scored}, handle)
 
 
 def best_point(scored: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,7 +141,6 @@ def tune_knn_mt(checkpoint: Path, spm: Path, datastore: Path, index: Path, grid:
                                      options, tokenize, points)
     partial = resume_file(output)
     scored = read_partial(partial, fingerprint, points)
-    partial.parent.mkdir(parents=True, exist_ok=True)
     translate = torch_translator(checkpoint, spm, options, scorer=scorer)
     metric = Scoring(tokenize).metrics()["bleu"]
     for point in tqdm(points[len(scored):], desc="kNN-MT grid", unit=" point",
