@@ -9,6 +9,7 @@ import torch
 
 from nmtkd.errors import NmtkdError
 from nmtkd.model import ModelConfig, Transformer
+from nmtkd.safepaths import require_file
 from nmtkd.textio import atomic_path
 
 
@@ -19,8 +20,7 @@ def save(obj: dict[str, Any], path: str | Path) -> None:
 
 def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise NmtkdError(f"{path}: checkpoint not found")
+    require_file(path, "checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files

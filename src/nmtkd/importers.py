@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 from nmtkd.errors import NmtkdError
-from nmtkd.safepaths import temporary_folder
+from nmtkd.safepaths import require_file, temporary_folder
 from nmtkd.textio import atomic_path, open_binary, sha256_files
 
 MIRROR_ENV = "NMTKD_DATA_MIRROR"
@@ -139,7 +139,6 @@ def fetch(
             _copy_decompressed(tmp, out)
         return
     path = Path(location)
-    if not path.is_file():
-        raise NmtkdError(f"{path}: file not found")
+    require_file(path)
     check_sha256(path, sha256, str(path))
     _copy_decompressed(path, out)

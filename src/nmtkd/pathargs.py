@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmtkd.errors import NmtkdError
-from nmtkd.safepaths import check_distinct, check_output_kind, check_writable_parent
+from nmtkd.safepaths import (
+    check_distinct,
+    check_input,
+    check_output_kind,
+    check_writable_parent,
+)
 
 INPUT, OUTPUT, OUTPUT_DIR, STATE_DIR = "input", "output", "output directory", "state directory"
 LOCATION = "location"  # an input that may also be a URL or a sacrebleu: name
@@ -72,8 +75,7 @@ def check_paths(args: argparse.Namespace, extra_outputs: dict[str, Path] | None 
     roles: list[PathRole] = getattr(args, "path_roles", None) or []
     command = args.command
     for path in _named_paths(args, [r for r in roles if r.role == INPUT]).values():
-        if not os.path.exists(path):
-            raise NmtkdError(f"{path}: file not found")
+        check_input(path)
     inputs = _named_paths(args, [r for r in roles if r.role in (INPUT, LOCATION)])
     inputs.update(extra_inputs or {})
     outputs = _named_paths(args, [r for r in roles if r.role not in (INPUT, LOCATION)])

@@ -5,7 +5,8 @@ Rules every command follows (see the README's "Safety" section):
   * a directory output replaces only an empty directory or one that this same command wrote
     before (it carries a marker file naming the command); anything else is refused;
   * outputs are checked up front, before any work: distinct from each other and from every
-    input (resolved paths), no input inside an output directory, and the folder writable;
+    input (resolved paths), no input inside an output directory, no output inside an input
+    directory, and the folder writable;
   * a command's outputs appear together or not at all (rolled back if one fails to move);
   * temporaries left beside an output by a killed run are removed by the next run.
 """
@@ -13,10 +14,12 @@ Rules every command follows (see the README's "Safety" section):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -58,6 +61,44 @@ def check_output_kind(target: Path, directory: bool = False, owner: str | None =
                      f"(only an earlier output of 'nmtkd {owner}' is replaced)")
 
 
+def not_a_file(path: str | Path, what: str = "file") -> str:
+    """Why `path` cannot be read as a regular file, as a one-line message naming it: missing,
+    a broken or looping symbolic link, a directory, a pipe, a device or a socket."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"{path}: a loop of symbolic links; point it at a {what}"
+        if os.path.islink(path):
+            return f"{path}: a symbolic link to {os.readlink(path)}, which does not exist"
+        return f"{path}: {what} not found"
+    kinds = [(stat.S_ISDIR, f"is a directory, not a {what}"),
+             (stat.S_ISFIFO, "is a pipe (FIFO or process substitution), not a regular file; "
+              "inputs may be read more than once: write it to a file first"),
+             (stat.S_ISCHR, f"is a character device, not a {what}"),
+             (stat.S_ISBLK, f"is a block device, not a {what}"),
+             (stat.S_ISSOCK, f"is a socket, not a {what}")]
+    for test, description in kinds:
+        if test(mode):
+            return f"{path}: {description}"
+    return f"{path}: {what} not found" if not stat.S_ISREG(mode) else ""
+
+
+def require_file(path: str | Path, what: str = "file") -> None:
+    """Refuse anything but an existing regular file (through symbolic links), in one line."""
+    problem = not_a_file(path, what)
+    if problem:
+        raise NmtkdError(problem)
+
+
+def check_input(path: str | Path) -> None:
+    """An input path given on the command line: a regular file or a directory (a model or
+    datastore folder), not missing, a broken link, a pipe or a device."""
+    if not Path(path).is_dir():
+        require_file(path)
+
+
 def check_writable_parent(target: Path) -> None:
     """Prove that the output's folder can be written (or created), so that a bad path fails
     before any work rather than after it. Nothing is left behind: the nearest existing folder
@@ -88,7 +129,8 @@ def _resolved(path: Path) -> Path:
 def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path],
                    directories: Sequence[str] = ()) -> None:
     """Outputs must differ from each other and from the inputs (as resolved paths); no input
-    may lie inside a directory output, which is replaced whole."""
+    may lie inside a directory output, which is replaced whole, and no output inside an input
+    directory (a model, datastore, index or signals folder)."""
     seen: dict[Path, str] = {}
     for name, path in outputs.items():
         real = _resolved(path)
@@ -105,6 +147,9 @@ def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path],
             if out_name in directories and real_output in real_input.parents:
                 raise NmtkdError(f"{in_name} ({in_path}) lies inside {out_name} ({out_path}), "
                                  "which is replaced whole")
+            if real_input.is_dir() and real_input in real_output.parents:
+                raise NmtkdError(f"{out_name} ({out_path}) lies inside {in_name} ({in_path}); "
+                                 "an output may not write into an input")
 
 
 def _temporary_name(target: Path) -> str:

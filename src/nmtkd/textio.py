@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from nmtkd.errors import NmtkdError
-from nmtkd.safepaths import atomic_path, atomic_paths
+from nmtkd.safepaths import atomic_path, atomic_paths, require_file
 
 __all__ = ["atomic_path", "atomic_paths", "atomic_writer", "iter_lines", "read_lines"]
 
@@ -32,8 +32,7 @@ def sha256_files(*paths: str | Path) -> str:
 def open_binary(path: str | Path) -> IO[bytes]:
     """Open a plain or gzip file for binary reading; gzip is detected by its magic bytes."""
     path = Path(path)
-    if not path.is_file():
-        raise NmtkdError(f"{path}: file not found")
+    require_file(path)
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
