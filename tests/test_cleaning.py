@@ -14,23 +14,27 @@ def write_bytes(path, lines):
 def test_counts_each_drop_reason(tmp_path):
     src = write_bytes(tmp_path / "in.en", [
         b"a good sentence", b"", b"one two", b"\xff\xfe broken", b"same text",
-        b"a good sentence", b"w " * 12, b"short", b"keep  me\tplease",
+        b"a good sentence", b"w " * 12, b"short", b"keep  me\tplease", b"nul \x00 inside",
+        b"fine", b"a\x1c\x0bb",
     ])
     tgt = write_bytes(tmp_path / "in.de", [
         b"ein guter satz", b"leer", b"eins zwei", b"kaputt", b"same text",
-        b"ein guter satz", b"x", b"a b c d e f g", b"behalte mich",
+        b"ein guter satz", b"x", b"a b c d e f g", b"behalte mich", b"null drin",
+        b"esc \x1b[0m", b"c",
     ])
     rules = CleaningRules(max_tokens=10, max_length_ratio=3.0, drop_src_equals_tgt=True)
     report = clean_corpus(src, tgt, tmp_path / "out.en", tmp_path / "out.de",
                           tmp_path / "report.json", rules)
-    assert report["dropped"] == {"invalid_utf8": 1, "empty": 1, "too_long": 1,
-                                 "length_ratio": 1, "src_equals_tgt": 1, "duplicate": 1}
-    assert report["input"] == 9 and report["kept"] == 3
+    # a NUL (src) and an ESC (tgt) drop their pairs; \x1c and \x0b are whitespace to Python
+    assert report["dropped"] == {"invalid_utf8": 1, "control_character": 2, "empty": 1,
+                                 "too_long": 1, "length_ratio": 1, "src_equals_tgt": 1,
+                                 "duplicate": 1}
+    assert report["input"] == 12 and report["kept"] == 4
     assert (tmp_path / "out.en").read_text().splitlines() == [
-        "a good sentence", "one two", "keep me please"]
+        "a good sentence", "one two", "keep me please", "a b"]
     assert (tmp_path / "out.de").read_text().splitlines() == [
-        "ein guter satz", "eins zwei", "behalte mich"]
-    assert json.loads((tmp_path / "report.json").read_text())["kept"] == 3
+        "ein guter satz", "eins zwei", "behalte mich", "c"]
+    assert json.loads((tmp_path / "report.json").read_text())["kept"] == 4
     assert report["bom_stripped"] == []
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nmtkd.errors import NmtkdError
+from nmtkd.safepaths import require_file
 from nmtkd.textio import (
     atomic_writer,
     count_lines,
@@ -24,7 +25,11 @@ from nmtkd.textio import (
     starts_with_bom,
 )
 
-REASONS = ("invalid_utf8", "empty", "too_long", "length_ratio", "src_equals_tgt", "duplicate")
+REASONS = ("invalid_utf8", "control_character", "empty", "too_long", "length_ratio",
+           "src_equals_tgt", "duplicate")
+# Control characters that whitespace normalisation keeps (NUL, BEL, ESC, DEL ...): binary
+# garbage in a text corpus, which SentencePiece would otherwise learn as pieces.
+CONTROL_CHARACTER = re.compile(rb"[\x00-\x08\x0e-\x1b\x7f]")
 
 # Words in segmented Chinese and Japanese corpora average roughly 1.5-2 characters, so a run of
 # text in a script written without spaces is counted as one word per 2 of its characters.
@@ -119,48 +124,54 @@ CR_ONLY_ADVICE = (
 )
 
 
-def cr_only_hint(*paths: Path) -> str:
-    """'; PATH: advice' for the first of `paths` whose line endings look like lone CRs, or ''."""
-    for path in paths:
+def cr_only_hint(*paths: Path, labels: tuple[str, ...] | None = None) -> str:
+    """'; NAME: advice' for the first of `paths` whose line endings look like lone CRs, or ''
+    (NAME: its label if given, else the path)."""
+    for path, label in zip(paths, labels or paths, strict=True):
         if looks_cr_only(path):
-            return f"; {path}: {CR_ONLY_ADVICE}"
+            return f"; {label}: {CR_ONLY_ADVICE}"
     return ""
 
 
-def reject_merged_cr_lines(path: Path, first_line: bytes) -> None:
+def reject_merged_cr_lines(path: Path, first_line: bytes, label: str | Path) -> None:
     """Lines are split at LF only, so a file with CR-only line endings reads as one line
     holding all of them: stop rather than clean it as a single sentence."""
     if b"\r" in first_line and looks_cr_only(path):
-        raise NmtkdError(f"{path}: {CR_ONLY_ADVICE}")
+        raise NmtkdError(f"{label}: {CR_ONLY_ADVICE}")
 
 
-def iter_pairs(src_path: Path, tgt_path: Path) -> Iterator[tuple[bytes, bytes]]:
+def iter_pairs(src_path: Path, tgt_path: Path,
+               labels: tuple[str, str] | None = None) -> Iterator[tuple[bytes, bytes]]:
     """Zip two files line by line; a line-count mismatch is an error naming both files, and
-    so is a file with CR-only line endings."""
+    so is a file with CR-only line endings. `labels` name the files in errors (e.g. the
+    location a temporary copy was fetched from)."""
+    src_name, tgt_name = labels or (src_path, tgt_path)
     sentinel = object()
     pairs = itertools.zip_longest(
         iter_raw_lines(src_path), iter_raw_lines(tgt_path), fillvalue=sentinel
     )
     for number, (src, tgt) in enumerate(pairs):
         if src is sentinel or tgt is sentinel:
+            hint = cr_only_hint(src_path, tgt_path, labels=(str(src_name), str(tgt_name)))
             raise NmtkdError(
-                f"line counts differ: {src_path} has {count_lines(src_path)} lines, "
-                f"{tgt_path} has {count_lines(tgt_path)} lines{cr_only_hint(src_path, tgt_path)}"
+                f"line counts differ: {src_name} has {count_lines(src_path)} lines, "
+                f"{tgt_name} has {count_lines(tgt_path)} lines{hint}"
             )
         if number == 0:
-            reject_merged_cr_lines(src_path, src)  # type: ignore[arg-type]
-            reject_merged_cr_lines(tgt_path, tgt)  # type: ignore[arg-type]
+            reject_merged_cr_lines(src_path, src, src_name)  # type: ignore[arg-type]
+            reject_merged_cr_lines(tgt_path, tgt, tgt_name)  # type: ignore[arg-type]
         yield src, tgt  # type: ignore[misc]
 
 
-def check_parallel(src_path: Path, tgt_path: Path) -> int:
-    """Check that two files exist, are non-empty and have equal line counts; return the count."""
+def check_parallel(src_path: Path, tgt_path: Path,
+                   labels: tuple[str, str] | None = None) -> int:
+    """Check that two files exist, are non-empty and have equal line counts; return the count.
+    `labels` name the files in errors instead of their paths."""
     for path in (src_path, tgt_path):
-        if not Path(path).is_file():
-            raise NmtkdError(f"{path}: file not found")
-    count = sum(1 for _ in iter_pairs(src_path, tgt_path))
+        require_file(path)
+    count = sum(1 for _ in iter_pairs(src_path, tgt_path, labels))
     if count == 0:
-        raise NmtkdError(f"{src_path}: file is empty")
+        raise NmtkdError(f"{(labels or (src_path,))[0]}: file is empty")
     return count
 
 
@@ -210,6 +221,8 @@ def drop_reason(src: bytes, tgt: bytes, rules: CleaningRules) -> tuple[str | Non
         src_text, tgt_text = src.decode("utf-8"), tgt.decode("utf-8")
     except UnicodeDecodeError:
         return "invalid_utf8", "", ""
+    if CONTROL_CHARACTER.search(src) or CONTROL_CHARACTER.search(tgt):
+        return "control_character", "", ""
     src_text, tgt_text = " ".join(src_text.split()), " ".join(tgt_text.split())
     if not src_text or not tgt_text:
         return "empty", src_text, tgt_text
