@@ -1,6 +1,10 @@
+from pathlib import Path
+
+import pytest
 import torch
 
 from nmtkd.batching import ParallelData, token_batches
+from nmtkd.errors import NmtkdError
 from nmtkd.spm import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -57,3 +61,51 @@ def test_overlong_pairs_are_skipped_and_line_numbers_kept(synthetic_spm, tmp_pat
     data = ParallelData.from_piece_files(tmp_path / "s", tmp_path / "t", tokenizer,
                                          max_length=20)
     assert len(data) == 2 and data.skipped == 1 and data.lines == [0, 2]
+
+
+GERMAN = ["ein kleines haus am see", "der gruene baum im garten", "zwei rote autos fahren",
+          "die katze schlaeft auf dem sofa", "wir essen brot und kaese"]
+
+
+def foreign_pieces(directory: Path) -> list[str]:
+    """German text encoded with a SentencePiece model of German (not the synthetic task's)."""
+    from nmtkd.spm import Tokenizer, train_spm
+
+    corpus = directory / "german.txt"
+    corpus.write_text("\n".join(GERMAN * 40) + "\n")
+    train_spm([corpus], directory / "german.model", vocab_size=60)
+    return [" ".join(p) for p in Tokenizer(directory / "german.model").encode_pieces(GERMAN)]
+
+
+@pytest.mark.parametrize("text", ["raw", "foreign"])
+def test_text_not_encoded_with_the_model_is_refused(synthetic, synthetic_spm, tmp_path, text):
+    from nmtkd.spm import Tokenizer
+    from nmtkd.textio import read_lines
+
+    tokenizer = Tokenizer(synthetic_spm)
+    lines = read_lines(synthetic["valid"][0])[:50] if text == "raw" else foreign_pieces(tmp_path)
+    (tmp_path / "s").write_text("".join(line + "\n" for line in lines))
+    (tmp_path / "t").write_text("".join(line + "\n" for line in lines))
+    known = set(tokenizer.vocabulary()) - {"<unk>"}
+    pieces = [piece for line in lines for piece in line.split()]
+    share = sum(piece not in known for piece in pieces) / len(pieces)
+    assert share > 0.1  # the premise: far more than MAX_UNKNOWN_SHARE (1 %)
+    with pytest.raises(NmtkdError) as error:
+        ParallelData.from_piece_files(tmp_path / "s", tmp_path / "t", tokenizer)
+    assert str(error.value).startswith(
+        f"{tmp_path / 's'}: {100 * share:.1f}% of its {len(pieces)} pieces are unknown to "
+        f"{synthetic_spm} (<unk>)")
+
+
+def test_a_few_unknown_pieces_are_a_warning(synthetic_spm, tmp_path, caplog):
+    from nmtkd.spm import Tokenizer
+
+    tokenizer = Tokenizer(synthetic_spm)
+    piece = next(p for p in tokenizer.vocabulary()[4:] if p.startswith("\u2581"))
+    # 1 unknown piece in 500 (0.2 %): kept, with a warning
+    line = f"{piece} " * 100 + "\n"
+    (tmp_path / "s").write_text(f"{piece} " * 99 + "\u2581\u0416\n" + line * 4)
+    (tmp_path / "t").write_text(f"{piece}\n" * 5)
+    data = ParallelData.from_piece_files(tmp_path / "s", tmp_path / "t", tokenizer)
+    assert len(data) == 5 and data.sources[0].count(1) == 1
+    assert "0.20% of its 500 pieces are unknown" in caplog.text

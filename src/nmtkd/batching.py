@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from array import array
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ import torch
 from torch import Tensor
 
 from nmtkd.errors import NmtkdError
-from nmtkd.spm import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from nmtkd.spm import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from nmtkd.textio import read_lines
+
+log = logging.getLogger("nmtkd")
 
 
 @dataclass
@@ -35,6 +38,33 @@ class Batch:
 
 def encode_source(ids: list[int]) -> list[int]:
     return list(ids) + [EOS_ID]
+
+
+# Above this share of <unk> pieces a file is not encoded with the model's SentencePiece (raw
+# text, or another model's pieces): training or storing it would be silent nonsense. A corpus
+# encoded with its own model has none, except characters outside the model's coverage.
+MAX_UNKNOWN_SHARE = 0.01
+WARN_UNKNOWN_SHARE = 0.001
+
+
+def piece_ids(line: str, tokenizer: Tokenizer) -> list[int]:
+    """The ids of a line of space-separated SentencePiece pieces."""
+    piece_to_id = tokenizer.processor.piece_to_id
+    return [piece_to_id(piece) for piece in line.split()]
+
+
+def check_known_pieces(path: Path, lines: list[list[int]], tokenizer: Tokenizer) -> None:
+    """Refuse a file whose pieces are mostly unknown to `tokenizer`; warn about a few."""
+    total = sum(len(ids) for ids in lines)
+    unknown = sum(ids.count(UNK_ID) for ids in lines)
+    share = unknown / max(1, total)
+    if share > MAX_UNKNOWN_SHARE:
+        raise NmtkdError(f"{path}: {100 * share:.1f}% of its {total} pieces are unknown to "
+                         f"{tokenizer.path} (<unk>); give text encoded with that model "
+                         "(nmtkd spm-encode), not raw text or another model's pieces")
+    if share > WARN_UNKNOWN_SHARE:
+        log.warning("%s: %.2f%% of its %d pieces are unknown to %s (<unk>)", path, 100 * share,
+                    total, tokenizer.path)
 
 
 class ParallelData:
@@ -65,11 +95,12 @@ class ParallelData:
         if len(src_lines) != len(tgt_lines):
             raise NmtkdError(f"line counts differ: {src_path} has {len(src_lines)} lines, "
                              f"{tgt_path} has {len(tgt_lines)} lines")
-        piece_to_id = tokenizer.processor.piece_to_id
+        src_all = [piece_ids(line, tokenizer) for line in src_lines]
+        tgt_all = [piece_ids(line, tokenizer) for line in tgt_lines]
+        check_known_pieces(src_path, src_all, tokenizer)
+        check_known_pieces(tgt_path, tgt_all, tokenizer)
         sources, targets, lines = [], [], []
-        for line, (src, tgt) in enumerate(zip(src_lines, tgt_lines, strict=True)):
-            src_ids = [piece_to_id(p) for p in src.split()]
-            tgt_ids = [piece_to_id(p) for p in tgt.split()]
+        for line, (src_ids, tgt_ids) in enumerate(zip(src_all, tgt_all, strict=True)):
             if max_length and (len(src_ids) + 1 > max_length or len(tgt_ids) + 1 > max_length):
                 continue
             sources.append(src_ids)

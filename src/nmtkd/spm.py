@@ -10,6 +10,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmtkd.errors import NmtkdError
+from nmtkd.safepaths import require_file
 from nmtkd.textio import atomic_paths, iter_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -70,8 +71,8 @@ class Tokenizer:
 
     def __init__(self, model_path: str | Path):
         path = Path(model_path)
-        if not path.is_file():
-            raise NmtkdError(f"{path}: SentencePiece model not found")
+        require_file(path, "SentencePiece model")
+        self.path = path
         try:
             self.processor = spm.SentencePieceProcessor(model_file=str(path))
         except (RuntimeError, OSError) as error:
