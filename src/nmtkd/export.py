@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -81,6 +82,15 @@ def build_spec(model: Transformer) -> TransformerSpec:
     return spec
 
 
+def record_max_positions(model_dir: Path, max_positions: int) -> None:
+    """Add the model's positions to CTranslate2's config.json (which ignores unknown keys), so
+    that `nmtkd translate` cuts longer inputs instead of failing in the middle of a file."""
+    config_file = model_dir / "config.json"
+    config = json.loads(config_file.read_text())
+    config["max_positions"] = max_positions
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def export_model(checkpoint_path: Path, spm_model: Path, output_dir: Path,
                  quantization: str = "float32") -> None:
     """Write a CT2 model directory with `spm.model` beside it (self-contained)."""
@@ -101,6 +111,7 @@ def export_model(checkpoint_path: Path, spm_model: Path, output_dir: Path,
     with atomic_path(output_dir, directory=True, owner="export", legacy=legacy_export) as tmp:
         tmp.mkdir()
         spec.save(str(tmp))
+        record_max_positions(tmp, model.cfg.max_positions)
         shutil.copyfile(spm_model, tmp / "spm.model")
         # fail now, before the directory is in place, rather than at decoding time
         try:

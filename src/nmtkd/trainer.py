@@ -72,13 +72,16 @@ class TrainConfig:
             raise NmtkdError("training.precision must be fp32, bf16 or auto")
 
 
-def resolve_device(name: str, context: DistContext | None = None) -> torch.device:
+def resolve_device(name: str, context: DistContext | None = None,
+                   key: str = "training.device") -> torch.device:
+    """The torch device that `key` (auto, cpu or cuda) names."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise NmtkdError("training.device is 'cuda' but no CUDA device is available")
+        raise NmtkdError(f"{key} is 'cuda' but no CUDA device is available (torch "
+                         f"{torch.__version__})")
     if name not in {"cpu", "cuda"}:
-        raise NmtkdError(f"training.device must be auto, cpu or cuda, got {name!r}")
+        raise NmtkdError(f"{key} must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and context is not None and context.enabled:
         return torch.device("cuda", context.local_rank)
     return torch.device(name)

@@ -20,6 +20,7 @@ from nmtkd.criteria import (
 )
 from nmtkd.errors import NmtkdError
 from nmtkd.model import ModelConfig
+from nmtkd.safepaths import require_file
 from nmtkd.spm import Tokenizer
 from nmtkd.textio import read_lines, sha256_files
 from nmtkd.trainer import TrainConfig, Trainer, resolve_device
@@ -46,8 +47,7 @@ class TrainingFiles:
 
 def file_sha256(path: Path) -> str:
     """A model file's short checksum, part of a run's identity."""
-    if not path.is_file():
-        raise NmtkdError(f"{path}: file not found")
+    require_file(path)
     return sha256_files(path)[:16]
 
 
@@ -193,9 +193,10 @@ def compute_teacher_signals(model: Path, train_src: Path, train_tgt: Path, spm: 
     from nmtkd.safepaths import atomic_path
     from nmtkd.teacher_signals import write_signals
 
+    torch_device = resolve_device(device, key="--device")  # before any work
     teacher, data, teacher_hash, corpus_hash = model_over_corpus(model, train_src, train_tgt,
                                                                  spm, threads)
     meta = {"teacher": teacher_hash, "corpus": corpus_hash, "max_tokens": max_tokens}
     with atomic_path(output, directory=True, owner="teacher-signals") as tmp:
         return write_signals(teacher, data, len(data) + data.skipped, k, max_tokens, tmp,
-                             resolve_device(device), meta)
+                             torch_device, meta)

@@ -3,7 +3,9 @@ detokenized output in input order and an optional n-best TSV."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from nmtkd.spm import Tokenizer
 from nmtkd.textio import atomic_paths, read_lines
 
 BACKENDS = ("ctranslate2", "torch")
+
+log = logging.getLogger("nmtkd")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,33 @@ def load_translator(model_dir: Path, options: DecodeOptions) -> tuple[ctranslate
     return translator, Tokenizer(model_dir / "spm.model")
 
 
+def ct2_max_positions(model_dir: Path) -> int | None:
+    """The positions of a CTranslate2 model that `nmtkd export` wrote (its config.json records
+    them; None for exports of older versions)."""
+    try:
+        value = json.loads((Path(model_dir) / "config.json").read_text()).get("max_positions")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 1 else None
+
+
+def within_positions(sources: Sequence[list], max_positions: int | None, source_name: str,
+                     options: DecodeOptions) -> tuple[list[list], DecodeOptions]:
+    """Sources cut to the model's positions (a source also takes </s>), as CTranslate2's
+    max_input_length cuts inputs, with one warning naming the first such line; the
+    decoding length bounded by the positions too."""
+    if max_positions is None:
+        return list(sources), options
+    limit = max_positions - 1
+    long = [index for index, source in enumerate(sources) if len(source) > limit]
+    if long:
+        log.warning("%s: %d line(s) longer than the model's %d source pieces (max_positions "
+                    "%d) cut to %d pieces; the first is line %d, with %d pieces", source_name,
+                    len(long), limit, max_positions, limit, long[0] + 1, len(sources[long[0]]))
+    return [source[:limit] for source in sources], replace(
+        options, max_length=min(options.max_length, limit))
+
+
 @dataclass
 class Hypotheses:
     texts: list[list[str]]  # per sentence, nbest texts
@@ -68,13 +99,16 @@ class Hypotheses:
 
 
 def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, lines: list[str],
-                    options: DecodeOptions, progress: bool = True) -> Hypotheses:
+                    options: DecodeOptions, progress: bool = True,
+                    max_positions: int | None = None, source_name: str = "input") -> Hypotheses:
     """Length-sorted batches, each bounded by `length_bound` of its longest source (with
     `fixed_length`, forced to that length: </s> is barred before it); submitted
-    asynchronously, so that `inter_threads` translator replicas decode batches in parallel."""
+    asynchronously, so that `inter_threads` translator replicas decode batches in parallel.
+    With `max_positions`, longer sources are cut to the model's positions."""
     from nmtkd.decoding import bounded_chunks
 
-    pieces = tokenizer.encode_pieces(lines)
+    pieces, options = within_positions(tokenizer.encode_pieces(lines), max_positions,
+                                       source_name, options)
     pending = [(chunk, translator.translate_batch(
         [pieces[i] for i in chunk], max_batch_size=options.batch_size,
         beam_size=options.beam_size, num_hypotheses=options.nbest, max_decoding_length=bound,
@@ -89,7 +123,12 @@ def translate_lines(translator: ctranslate2.Translator, tokenizer: Tokenizer, li
               disable=not progress) as bar:
         for chunk, results in pending:
             for index, result in zip(chunk, results, strict=True):
-                found = result.result()
+                try:
+                    found = result.result()
+                except RuntimeError as error:
+                    raise NmtkdError(f"{source_name}: CTranslate2 failed ({error}); models "
+                                     "exported by this nmtkd cut lines longer than their "
+                                     "positions instead") from None
                 texts[index] = tokenizer.decode_pieces(found.hypotheses)
                 scores[index] = list(found.scores)
             bar.update(len(chunk))
@@ -122,30 +161,33 @@ def knn_scorer(checkpoint: Path, knn: KnnFiles, threads: int):
 
 
 def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
-                     knn: KnnFiles | None = None, scorer: Callable | None = None):
+                     knn: KnnFiles | None = None, scorer: Callable | None = None,
+                     source_name: str = "input"):
     """`translate_lines` for the torch backend: the project's beam search on a checkpoint
     (with `knn`, kNN-MT: every step interpolated with the datastore's neighbours; or with a
-    ready step `scorer`)."""
+    ready step `scorer`). Sources longer than the model's positions are cut to them."""
     import torch
 
     from nmtkd.beam_search import beam_translate_ids
     from nmtkd.checkpoint import load_model
+    from nmtkd.trainer import resolve_device
 
     if spm is None:
         raise NmtkdError("--backend torch needs --spm (the model's SentencePiece model)")
     if options.compute_type not in ("default", "float32"):
         raise NmtkdError(f"--backend torch decodes in float32, not {options.compute_type}")
+    device = resolve_device(options.device, key="--device").type
     model, _ = load_model(checkpoint)
     tokenizer = Tokenizer(spm)
-    device = "cuda" if options.device == "cuda" or (
-        options.device == "auto" and torch.cuda.is_available()) else "cpu"
     model.to(device)
     torch.set_num_threads(options.threads)
     if scorer is None and knn is not None:
         scorer = knn_scorer(checkpoint, knn, options.threads)
 
     def translate(lines: list[str], settings: DecodeOptions) -> Hypotheses:
-        found = beam_translate_ids(model, tokenizer.encode_ids(lines), settings.batch_size,
+        sources, settings = within_positions(tokenizer.encode_ids(lines),
+                                             model.cfg.max_positions, source_name, settings)
+        found = beam_translate_ids(model, sources, settings.batch_size,
                                    settings.beam_size, settings.max_length,
                                    settings.length_penalty, settings.nbest, device,
                                    max_len=(settings.max_len_a, settings.max_len_b),
@@ -156,9 +198,12 @@ def torch_translator(checkpoint: Path, spm: Path | None, options: DecodeOptions,
     return translate
 
 
-def ctranslate2_translator(model_dir: Path, options: DecodeOptions):
+def ctranslate2_translator(model_dir: Path, options: DecodeOptions, source_name: str = "input"):
     translator, tokenizer = load_translator(model_dir, options)
-    return lambda lines, settings: translate_lines(translator, tokenizer, lines, settings)
+    positions = ct2_max_positions(model_dir)
+    return lambda lines, settings: translate_lines(translator, tokenizer, lines, settings,
+                                                   max_positions=positions,
+                                                   source_name=source_name)
 
 
 def translate_file(model: Path, input_path: Path, output_path: Path, options: DecodeOptions,
@@ -175,8 +220,9 @@ def translate_file(model: Path, input_path: Path, output_path: Path, options: De
         raise NmtkdError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if knn is not None and backend != "torch":
         raise NmtkdError("kNN-MT (--knn-datastore) decodes with --backend torch")
-    translate = (torch_translator(model, spm, options, knn) if backend == "torch"
-                 else ctranslate2_translator(model, options))
+    translate = (torch_translator(model, spm, options, knn, source_name=str(input_path))
+                 if backend == "torch"
+                 else ctranslate2_translator(model, options, str(input_path)))
     if nbest_path is not None and options.nbest > options.beam_size:
         # the 1-best comes from the configured beam; a larger n-best needs a wider second search
         best = translate(lines, replace(options, nbest=1))

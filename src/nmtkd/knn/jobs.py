@@ -18,12 +18,13 @@ def build_datastore(model: Path, train_src: Path, train_tgt: Path, spm: Path, st
     from nmtkd.trainer import resolve_device
     from nmtkd.training_job import model_over_corpus
 
+    torch_device = resolve_device(device, key="--device")  # before any work
     network, data, model_hash, corpus_hash = model_over_corpus(model, train_src, train_tgt,
                                                                spm, threads)
     meta = {"model": model_hash, "corpus": corpus_hash, "max_tokens": max_tokens}
     with atomic_path(output, directory=True, owner="datastore") as tmp:
         return write_datastore(network, data, len(data) + data.skipped, state, max_tokens, tmp,
-                               resolve_device(device), meta)
+                               torch_device, meta)
 
 
 def build_index(datastore: Path, settings: dict[str, Any], output: Path,
