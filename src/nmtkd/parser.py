@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, NoReturn
 
@@ -18,22 +19,39 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number (give a finite number)")
+
+
 def json_object(text: str) -> dict[str, Any]:
+    """A JSON object; NaN and Infinity (which Python's json accepts) are refused."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as error:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
 
 
-def bounded(text: str, convert: type, minimum: float, kind: str, bound: str) -> Any:
-    """`text` as a number of type `convert`, at least `minimum`; else a usage error."""
+def finite(text: str, convert: type = float, kind: str = "a number") -> Any:
+    """`text` as a finite number of type `convert` (nan and inf are refused)."""
     try:
         value = convert(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return finite(text)
+
+
+def bounded(text: str, convert: type, minimum: float, kind: str, bound: str) -> Any:
+    """`text` as a number of type `convert`, at least `minimum`; else a usage error."""
+    value = finite(text, convert, kind)
     if not value >= minimum:
         raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
     return value
@@ -65,6 +83,13 @@ def unit_float(text: str) -> float:
     return value
 
 
+def coverage(text: str) -> float:
+    value = unit_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 1, got 0.0")
+    return value
+
+
 def length_ratio(text: str) -> float:
     # longer / shorter is never below 1: a smaller bound would drop every pair
     return bounded(text, float, 1.0, "a number", "at least 1")
@@ -90,7 +115,7 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bound each length-sorted batch to A·|x| + B target tokens (|x|: "
                         "its longest source, in pieces); 0 and 0: --max-length alone")
     parser.add_argument("--max-len-b", type=non_negative_int, default=0)
-    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument("--length-penalty", type=finite_float, default=1.0)
     parser.add_argument("--threads", type=positive_int, default=1, help="total CPU threads")
     parser.add_argument("--inter-threads", type=positive_int, default=1,
                         help="parallel batches (the rest of --threads goes to each batch)")
@@ -148,7 +173,8 @@ def _data_commands(command) -> None:
              help="output .model path (the .vocab is written beside it)")
     p.add_argument("--vocab-size", type=positive_int, default=8000)
     p.add_argument("--sample-size", type=positive_int, default=1_000_000)
-    p.add_argument("--character-coverage", type=float, default=1.0)
+    p.add_argument("--character-coverage", type=coverage, default=1.0,
+                   help="share of characters the vocabulary covers, in (0, 1]")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=positive_int, default=1)
 
