@@ -7,11 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from nmtkd.configfiles import read_workflow_config
 from nmtkd.errors import NmtkdError
-from nmtkd.plan import KNN_MT, build_plan
+from nmtkd.plan import KNN_MT, read_workflow_plan
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
 
@@ -23,18 +20,18 @@ def stop(message):
 
 
 def load_config():
-    """config.yaml with each --configfile on top (a file that sets `data` owns it), then
-    --config values; checked against the schema (which fills in defaults), then planned."""
+    """config.yaml with each --configfile on top, then --config values, checked, completed
+    with the schema's defaults and planned as `nmtkd check-config` does; `config` becomes the
+    resolved config."""
     try:
-        resolved = read_workflow_config("config.yaml" if Path("config.yaml").exists() else None,
-                                        workflow.overwrite_configfiles,
-                                        workflow.config_settings.config, SCHEMA)
-        config.clear()
-        config.update(resolved)
-        validate(config, schema=str(SCHEMA))
-        return build_plan(config)
+        plan = read_workflow_plan("config.yaml" if Path("config.yaml").exists() else None,
+                                  workflow.overwrite_configfiles,
+                                  workflow.config_settings.config, SCHEMA)
     except NmtkdError as error:
         stop(str(error))
+    config.clear()
+    config.update(plan.config)
+    return plan
 
 
 PLAN = load_config()

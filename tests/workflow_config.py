@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import gzip
+import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -119,23 +121,29 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str,
 
 def plan_of(config: dict[str, Any]):
     """The workflow's plan of `config` (as a dry run would build it), without Snakemake."""
-    from snakemake.utils import validate
+    from nmtkd.plan import plan_config
 
-    from nmtkd.configfiles import check_experiment_name, schema_error
-    from nmtkd.errors import NmtkdError
-    from nmtkd.plan import build_plan
+    return plan_config(config, SCHEMA)
 
-    config = copy.deepcopy(config)
-    check_experiment_name(config)
-    problem = schema_error(config, SCHEMA)
-    if problem:
-        raise NmtkdError(problem)
-    validate(config, str(SCHEMA))
-    return build_plan(config)
+
+def check_config_error(config_file: Path) -> str:
+    """`nmtkd check-config` of a config file, run in-process: it fails with exit status 2 and
+    one line, which is returned without the `nmtkd check-config: error: ` prefix."""
+    from nmtkd.cli import main
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        status = main(["check-config", str(config_file), "--schema", str(SCHEMA)])
+    lines = stderr.getvalue().splitlines()
+    assert status == 2 and len(lines) == 1, (status, stderr.getvalue())
+    prefix = "nmtkd check-config: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0].removeprefix(prefix)
 
 
 def assert_plan_fails(config: dict[str, Any], expected: str) -> None:
-    """Planning `config` fails with a message that contains `expected`."""
+    """Planning `config` fails with a message that contains `expected`, and `nmtkd
+    check-config` of the config written to a file fails with the same message."""
     from nmtkd.errors import NmtkdError
 
     try:
@@ -143,12 +151,20 @@ def assert_plan_fails(config: dict[str, Any], expected: str) -> None:
     except NmtkdError as error:
         assert expected in str(error), str(error)
         assert "\n" not in str(error)
-        return
-    raise AssertionError(f"the config was planned; expected {expected!r}")
+        message = str(error)
+    else:
+        raise AssertionError(f"the config was planned; expected {expected!r}")
+    with tempfile.TemporaryDirectory() as directory:
+        config_file = Path(directory) / "config.yaml"
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        assert check_config_error(config_file) == message
 
 
 def assert_dry_run_fails(workdir: Path, config: dict[str, Any], expected: str) -> None:
-    """A dry run of `config` fails, and its output contains `expected`."""
+    """A dry run of `config` fails, its output contains `expected`, and `nmtkd check-config`
+    of the same config.yaml fails with the dry run's message."""
     result = run_snakemake(workdir, config, "-n", check=False)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
+    line = next(line for line in result.stderr.splitlines() if expected in line)
+    assert check_config_error(workdir / "config.yaml") == line

@@ -430,8 +430,9 @@ def _report_commands(command) -> None:
     add_path(p, "--outputs", OUTPUT, nargs="+", required=True, help="<plot>.png or <plot>.svg")
 
     p = command("check-config", "Check config files as the workflow reads them (the first, "
-                "then each on top): YAML syntax and duplicate keys with line numbers, data "
-                "ownership, experiment name, schema")
+                "then each on top) and make every check the workflow makes: YAML syntax and "
+                "duplicate keys with line numbers, data and study ownership, finite numbers, "
+                "experiment name, schema, and the plan (presets, losses, students, studies)")
     add_path(p, "files", INPUT, nargs="+", metavar="FILE")
     add_path(p, "--schema", INPUT, help="default: schemas/config.schema.yaml here, else the "
              "repository's")

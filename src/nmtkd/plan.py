@@ -7,7 +7,9 @@ schema cannot express live here (and in nmtkd.plan_checks), once, each failing w
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nmtkd.criteria import KNN_TARGETS, TEACHER_MODEL, TEACHER_SIGNALS
@@ -26,7 +28,7 @@ from nmtkd.studies import Study, configured_studies, needed_students, selected_n
 KNN_MT = "knn_mt"  # the kNN-MT row: its translations, evaluations and speed file
 
 __all__ = ["DEFAULT_MAX_POSITIONS", "KNN_MT", "TEACHER", "ConfigError", "ModelPlan", "Plan",
-           "Resources", "build_plan"]
+           "Resources", "build_plan", "plan_config", "read_workflow_plan"]
 
 
 @dataclass(frozen=True)
@@ -607,3 +609,23 @@ def build_plan(config: dict[str, Any]) -> Plan:
     check_knn(config, teachers, runs, any(study.knn_mt for study in selected.values()))
     return Plan(config=config, teachers=teachers, students=runs, studies=selected,
                 speed_testset=speed_testset)
+
+
+def read_workflow_plan(default: str | Path | None, overrides: Sequence[str | Path],
+                       command_line: Mapping[str, Any] | None, schema: str | Path) -> Plan:
+    """The plan of a workflow run, with every check the run makes: `default` (config.yaml, if
+    there is one) with each --configfile on top, then --config values, checked and completed
+    with the schema's defaults (`read_workflow_config`), then planned. The workflow,
+    `nmtkd check-config` and `compare/plots --config` all go through it."""
+    from nmtkd.configfiles import read_workflow_config
+
+    return build_plan(read_workflow_config(default, overrides, command_line, schema))
+
+
+def plan_config(config: Mapping[str, Any], schema: str | Path | Mapping[str, Any],
+                command_line: Mapping[str, Any] | None = None) -> Plan:
+    """The plan of an already merged config: checked, completed with the schema's defaults
+    (`resolve_config`) and planned; `config` itself is left as it is."""
+    from nmtkd.configfiles import resolve_config
+
+    return build_plan(resolve_config(config, schema, command_line))
