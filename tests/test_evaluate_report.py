@@ -69,6 +69,14 @@ def test_report_names_a_broken_result_file(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(NmtkdError, match="broken.json: cannot read evaluation result"):
         write_teacher_table([tmp_path / "broken.json"], tmp_path / "t.md")
+    record = {"model": "teacher", "testset": "a", "sentences": 2, "bleu": 30.0, "chrf": 55.0,
+              "ter": 50.0, "bleu_signature": "b", "chrf_signature": "c", "ter_signature": "t"}
+    (tmp_path / "nan.json").write_text(json.dumps({**record, "bleu": float("nan")}))
+    with pytest.raises(NmtkdError, match="nan.json: bleu is NaN, not a finite number"):
+        write_teacher_table([tmp_path / "nan.json"], tmp_path / "t.md")
+    (tmp_path / "text.json").write_text(json.dumps({**record, "ter": "50"}))
+    with pytest.raises(NmtkdError, match='text.json: ter is "50", not a finite number'):
+        write_teacher_table([tmp_path / "text.json"], tmp_path / "t.md")
     assert not (tmp_path / "t.md").exists()
 
 
@@ -97,3 +105,14 @@ def test_chrf_plus_plus_counts_word_bigrams_and_says_so():
     assert plus["chrf"] != plain["chrf"]
     same = score(reference, reference, chrf_word_order=2)
     assert same["chrf"] == 100.0
+
+
+def test_blank_references_and_an_empty_output_are_refused(tmp_path):
+    (tmp_path / "hyp").write_text("a dog\na cat\n")
+    (tmp_path / "blank").write_text("\n \n")
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(NmtkdError, match="blank: every reference line is blank"):
+        evaluate_files(tmp_path / "hyp", tmp_path / "blank", tmp_path / "out.json")
+    with pytest.raises(NmtkdError, match="empty: empty file"):
+        evaluate_files(tmp_path / "empty", tmp_path / "empty", tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()

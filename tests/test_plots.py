@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_students import teacher_baseline_seq_kd
 
-from nmtkd.compare import write_comparison
+from nmtkd.compare import check_manifest, write_comparison
 from nmtkd.errors import NmtkdError
 from nmtkd.plots import label_offsets, pareto_front, student_summary, write_plots
 
@@ -114,6 +114,52 @@ def test_an_unknown_plot_is_refused_and_nothing_is_written(tmp_path):
         (tmp_path / "t.json").write_text("{}")
         write_plots(pd.read_csv(csv), {"t": str(tmp_path / "t.json")}, context,
                     [tmp_path / "p" / "validation_curves.svg"])
+
+
+def test_a_plot_without_points_is_refused_but_one_with_some_is_drawn(tmp_path):
+    frame = pd.read_csv(hand_made_comparison(tmp_path)[1])
+    for column in [c for c in frame if c.startswith(("tok_s_", "sent_s_"))]:
+        frame[column] = NAN  # speed not measured
+    frame["top1_agreement"] = NAN  # as with a teacher given only as a CTranslate2 model
+    context = {"experiment": "x", "teacher": "teacher", "beam": 5, "speed_testset": "test"}
+    plots = tmp_path / "plots"
+    write_plots(frame, {}, context, [plots / "bleu_size.svg", plots / "agreement_bleu.svg"])
+    assert "seq_kd" in (plots / "bleu_size.svg").read_text()
+    agreement = (plots / "agreement_bleu.svg").read_text()
+    assert "Top-1 Agreement against BLEU" in agreement and "seq_kd" not in agreement  # no TA
+    outputs = [plots / "bleu_size.png", plots / "bleu_speed_int8.png"]
+    with pytest.raises(NmtkdError, match="c.csv: nothing to draw in bleu_speed_int8: no row "
+                       "has values in tok_s_int8 and bleu_beam_int8"):
+        write_plots(frame, {}, context, outputs, "c.csv")
+    assert not any(output.exists() for output in outputs)  # all or none
+
+
+def test_a_nan_in_a_result_file_is_refused_an_absent_measure_is_an_empty_cell(tmp_path):
+    manifest = teacher_baseline_seq_kd(tmp_path)
+    (tmp_path / "seq_kd.int8.speed.json").write_text(json.dumps(
+        {"tokens_per_second": 3500.0, "sentences_per_second": 350.0}))  # no fixed lengths
+    outputs = [tmp_path / f"comparison.{ext}" for ext in ("md", "csv", "tex")]
+    write_comparison(manifest, *outputs)
+    frame = pd.read_csv(outputs[1]).set_index("model")
+    assert frame.loc["seq_kd", "tok_s_int8"] == 3500
+    assert math.isnan(frame.loc["seq_kd", "tok_s_fixed_int8"])
+    (tmp_path / "seq_kd.beam.json").write_text(json.dumps({"bleu": NAN, "chrf": 47.5,
+                                                           "ter": 72.5}))  # written as NaN
+    again = [tmp_path / f"again.{ext}" for ext in ("md", "csv", "tex")]
+    with pytest.raises(NmtkdError, match="seq_kd.beam.json: bleu is NaN, not a finite number"):
+        write_comparison(manifest, *again)
+    assert not any(output.exists() for output in again)
+
+
+def test_a_manifest_error_names_the_field(tmp_path):
+    manifest = teacher_baseline_seq_kd(tmp_path)
+    check_manifest(manifest, "m.json")
+    del manifest["models"][2]["eval"]["test"]
+    with pytest.raises(NmtkdError, match=r"^m\.json: models\[2\]\.eval\.test is missing$"):
+        check_manifest(manifest, "m.json")
+    manifest["models"][2] = {**manifest["models"][1], "seed": float("inf")}
+    with pytest.raises(NmtkdError, match=r"models\[2\]\.seed is Infinity, expected a finite"):
+        check_manifest(manifest, "m.json")
 
 
 class TableCells(HTMLParser):

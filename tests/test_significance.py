@@ -55,3 +55,32 @@ def test_seeds_are_pooled_by_the_stated_protocol():
     assert pooled_refs == ["r1", "r2"] * 3
     with pytest.raises(NmtkdError, match="a run has 1 lines, the references 2"):
         pooled([["a"]], [["x", "y"]], refs)
+
+
+def test_two_different_outputs_that_both_score_zero_are_not_significantly_different():
+    refs = ["a b c d e", "f g h i j", "a c e g i"]
+    # no character of either output occurs in the references: BLEU and chrF are 0 on both
+    # sides, so the difference is 0 in every resample (sacreBLEU alone would say 1/1001)
+    system, baseline = ["x y z", "z y x", "x x"], ["q r s", "s r q", "q q"]
+    result = significance([system], [baseline], refs, bootstrap_samples=1000, ar_trials=1000)
+    for metric in ("bleu", "chrf"):
+        assert result[metric]["system"] == result[metric]["baseline"] == 0.0
+        assert result[metric]["p_bootstrap"] == 1.0 and result[metric]["p_ar"] == 1.0
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"sys": [], "base": [], "ref": []}, "sys: empty file"),
+    ({"sys": ["a"] * 3, "base": ["b"] * 3, "ref": ["", " ", ""]},
+     "ref: every reference line is blank"),
+    ({"sys": ["a"], "base": ["b"], "ref": ["a"]}, "ref: one sentence"),
+])
+def test_inputs_that_make_a_p_value_meaningless_are_refused(tmp_path, files, message):
+    from nmtkd.evaluate import Scoring
+    from nmtkd.significance import significance_files
+
+    for name, lines in files.items():
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+    with pytest.raises(NmtkdError, match=message):
+        significance_files([tmp_path / "sys"], [tmp_path / "base"], tmp_path / "ref",
+                           tmp_path / "out.json", {}, 100, 100, Scoring())
+    assert not (tmp_path / "out.json").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -16,15 +18,58 @@ from nmtkd.errors import NmtkdError
 from nmtkd.textio import atomic_path, atomic_writer
 
 MB = 1024 * 1024
+NAN = float("nan")
 
 
-def read_json(path: str | None) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Result:
+    """A result file's JSON object (or one entry of it, `where` naming the entry)."""
+
+    path: str
+    data: dict[str, Any]
+    where: str = ""
+
+    def number(self, field: str, required: bool = True) -> float:
+        """The finite number at `field` (dotted: `fixed.tokens_per_second`); NaN where an
+        optional field is absent or null. A NaN or infinite number is a broken result."""
+        value: Any = self.data
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        name = f"{self.where}{field}"
+        if value is None:
+            if required:
+                raise NmtkdError(f"{self.path}: {name} is missing")
+            return NAN
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise NmtkdError(f"{self.path}: {name} is {json.dumps(value)[:40]}, not a number")
+        if not math.isfinite(value):
+            raise NmtkdError(f"{self.path}: {name} is {json.dumps(value)}, not a finite number "
+                             "(a broken result: rerun the step that wrote it)")
+        return value
+
+    def text(self, field: str) -> str:
+        return str(self.data.get(field, ""))
+
+
+def number(result: Result | None, field: str, required: bool = True) -> float:
+    """A result's number, NaN without the result (not measured for this model)."""
+    return result.number(field, required) if result else NAN
+
+
+def read_json(path: str | None) -> Result | None:
     if not path:
         return None
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise NmtkdError(f"{path}: cannot read ({error})") from None
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NmtkdError(f"{path}: result file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NmtkdError(f"{path}: not a JSON result file ({error})") from None
+    except OSError as error:
+        raise NmtkdError(f"{path}: cannot read the result ({error.strerror or error})") from None
+    if not isinstance(data, dict):
+        raise NmtkdError(f"{path}: not a JSON object")
+    return Result(path, data)
 
 
 def read_benchmark_seconds(path: str | None) -> float | None:
@@ -34,9 +79,12 @@ def read_benchmark_seconds(path: str | None) -> float | None:
     try:
         with open(path, newline="") as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
-        return float(row["s"])
+        seconds = float(row["s"])
     except (OSError, StopIteration, KeyError, ValueError) as error:
         raise NmtkdError(f"{path}: not a Snakemake benchmark file ({error})") from None
+    if not math.isfinite(seconds):
+        raise NmtkdError(f"{path}: s is {row['s']}, not a finite number")
+    return seconds
 
 
 def directory_megabytes(path: str | None) -> float | None:
@@ -48,65 +96,149 @@ def directory_megabytes(path: str | None) -> float | None:
     return sum(f.stat().st_size for f in directory.iterdir() if f.is_file()) / MB
 
 
-def model_speed(measured: dict[str, Any] | None, key: str | None) -> dict[str, Any] | None:
+def model_speed(measured: Result | None, key: str | None) -> Result | None:
     """A model's entry of a speed file (one measured together with others), or the file."""
-    if measured is None or "models" not in measured:
+    if measured is None or "models" not in measured.data:
         return measured
-    if key not in measured["models"]:
-        raise NmtkdError(f"speed file {measured.get('input', '')}: no entry for {key!r}")
-    return measured["models"][key]
+    models = measured.data["models"]
+    if not isinstance(models, dict) or not isinstance(models.get(key), dict):
+        raise NmtkdError(f"speed file {measured.path}: no entry for {key!r}")
+    return Result(measured.path, models[key], f"models.{key}.")
+
+
+def evaluation_fields(model: dict[str, Any],
+                      testset: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A model's scores on a test set: BLEU (K=1, K=beam, int8), chrF, TER and the share of
+    runaway outputs of the beam search, Top-1 Agreement and the references' perplexity; and
+    the signatures of the scores."""
+    evals = model["eval"][testset]
+    k1, beam, int8 = (read_json(evals.get(key)) for key in ("k1", "beam", "int8"))
+    agreement = read_json(model.get("agreement", {}).get(testset))
+    fields = {
+        "bleu_k1": number(k1, "bleu"), "bleu_beam": number(beam, "bleu"),
+        "chrf": number(beam, "chrf"), "ter": number(beam, "ter"),
+        "runaway": number(beam, "runaway", required=False),
+        "top1_agreement": number(agreement, "top1_agreement"),
+        "top1_reference": number(agreement, "top1_reference", required=False),
+        "test_ppl": number(agreement, "ppl"), "bleu_beam_int8": number(int8, "bleu")}
+    signatures = {f"{key}_signature": beam.text(f"{key}_signature") if beam else ""
+                  for key in ("bleu", "chrf", "ter")}
+    return fields, signatures
+
+
+def speed_fields(model: dict[str, Any]) -> dict[str, Any]:
+    """tokens/s and sentences/s per quantization (free decoding and at fixed lengths), and
+    kNN-MT's speed ratio."""
+    fields = {"knn_speed_ratio": number(read_json(model.get("knn_speed")), "ratio")}
+    for quant in ("float32", "int8"):
+        measured = model_speed(read_json(model.get("speed", {}).get(quant)),
+                               model.get("speed_key"))
+        fields[f"tok_s_{quant}"] = number(measured, "tokens_per_second")
+        fields[f"sent_s_{quant}"] = number(measured, "sentences_per_second")
+        fields[f"tok_s_fixed_{quant}"] = number(measured, "fixed.tokens_per_second",
+                                                required=False)
+    return fields
+
+
+def training_fields(model: dict[str, Any]) -> dict[str, Any]:
+    training = read_json(model.get("training"))
+    benchmark_seconds = read_benchmark_seconds(model.get("benchmark"))
+    # the job's wall clock, unless the trainer's own clock (kept across resumes) is longer:
+    # a resumed or rewritten run's benchmark file only times its last attempt
+    clocks = [benchmark_seconds, number(training, "train_seconds") if training else None]
+    clocks = [seconds for seconds in clocks if seconds is not None]
+    return {"params": number(training, "parameters") if training else model.get("parameters"),
+            "train_minutes": max(clocks) / 60 if clocks else NAN,
+            "updates_per_second": number(training, "updates_per_second"),
+            "train_ppl": number(training, "train_ppl", required=False)}
 
 
 def model_record(model: dict[str, Any], testset: str, speed_testset: str) -> dict[str, Any]:
     """The flat row of one model on one test set (NaN where a measure does not apply)."""
-    evals = model["eval"][testset]
-    k1, beam, int8 = (read_json(evals.get(key)) for key in ("k1", "beam", "int8"))
-    agreement = read_json(model.get("agreement", {}).get(testset))
-    training = read_json(model.get("training"))
-    speed = {quant: model_speed(read_json(path), model.get("speed_key"))
-             for quant, path in model.get("speed", {}).items()}
-    benchmark_seconds = read_benchmark_seconds(model.get("benchmark"))
-    knn_speed = read_json(model.get("knn_speed"))
-    nan = float("nan")
-    significance = read_json(model.get("significance", {}).get(testset)) or {}
+    significance = read_json(model.get("significance", {}).get(testset))
+    scores, signatures = evaluation_fields(model, testset)
+    training = training_fields(model)
     record = {
         "model": model["name"], "student": model.get("student", model["name"]),
-        "seed": model.get("seed", nan), "data": model.get("data", ""),
+        "seed": model.get("seed", NAN), "data": model.get("data", ""),
         "loss": model.get("loss", ""), "init": model.get("init", ""), "testset": testset,
-        "params": training["parameters"] if training else model.get("parameters", nan),
+        "params": training.pop("params"),
         "size_float32_mb": directory_megabytes(model["ct2"].get("float32")),
         "size_int8_mb": directory_megabytes(model["ct2"].get("int8")),
-        "bleu_k1": k1["bleu"] if k1 else nan,
-        "bleu_beam": beam["bleu"] if beam else nan,
-        "chrf": beam["chrf"] if beam else nan,
-        "ter": beam["ter"] if beam else nan,
-        "runaway": beam.get("runaway", nan) if beam else nan,
-        "top1_agreement": agreement["top1_agreement"] if agreement else nan,
-        "top1_reference": agreement.get("top1_reference", nan) if agreement else nan,
-        "test_ppl": agreement["ppl"] if agreement else nan,
-        "bleu_beam_int8": int8["bleu"] if int8 else nan,
-        "speed_testset": speed_testset,
-        "knn_speed_ratio": knn_speed["ratio"] if knn_speed else nan,
-    }
-    for quant in ("float32", "int8"):
-        measured = speed.get(quant)
-        record[f"tok_s_{quant}"] = measured["tokens_per_second"] if measured else nan
-        record[f"sent_s_{quant}"] = measured["sentences_per_second"] if measured else nan
-        fixed = (measured or {}).get("fixed")
-        record[f"tok_s_fixed_{quant}"] = fixed["tokens_per_second"] if fixed else nan
-    # the job's wall clock, unless the trainer's own clock (kept across resumes) is longer:
-    # a resumed or rewritten run's benchmark file only times its last attempt
-    clocks = [benchmark_seconds, training["train_seconds"] if training else None]
-    clocks = [seconds for seconds in clocks if seconds is not None]
-    record["train_minutes"] = max(clocks) / 60 if clocks else nan
-    record["updates_per_second"] = training["updates_per_second"] if training else nan
-    record["train_ppl"] = (training.get("train_ppl") or nan) if training else nan
-    for key in ("bleu", "chrf", "ter"):
-        record[f"{key}_signature"] = beam.get(f"{key}_signature", "") if beam else ""
+        **scores, "speed_testset": speed_testset, **speed_fields(model), **training,
+        **signatures}
     for metric in ("bleu", "chrf"):
         for test in ("bootstrap", "ar"):
-            record[f"p_{metric}_{test}"] = significance.get(metric, {}).get(f"p_{test}", nan)
-    return {key: (nan if value is None else value) for key, value in record.items()}
+            record[f"p_{metric}_{test}"] = number(significance, f"{metric}.p_{test}",
+                                                  required=False)
+    return {key: (NAN if value is None else value) for key, value in record.items()}
+
+
+# what compare reads of a manifest: each field's JSON types (None: null)
+TEXT, NUMBER, FILE = (str,), (int, float, type(None)), (str, type(None))
+MANIFEST_FIELDS = {"teacher": TEXT, "models": (list,), "testsets": (list,),
+                   "speed_testset": TEXT, "beam_size": (int,)}
+MANIFEST_OPTIONAL = {"baseline_student": (str, type(None)), "experiment": TEXT,
+                     "study": (str, type(None)), "bootstrap_samples": (int,),
+                     "length_bound": TEXT, "speed_settings": TEXT, "paper": (dict, type(None))}
+MODEL_FIELDS = {"name": TEXT, "eval": (dict,), "ct2": (dict,)}
+MODEL_OPTIONAL = {"student": TEXT, "seed": NUMBER, "data": TEXT, "loss": TEXT, "init": TEXT,
+                  "parameters": NUMBER, "training": FILE, "benchmark": FILE, "knn_speed": FILE,
+                  "speed_key": TEXT, "speed": (dict,), "agreement": (dict,),
+                  "significance": (dict,)}
+FILE_MAPS = ("ct2", "speed", "agreement", "significance")  # objects of files (or folders)
+JSON_TYPES = {str: "a string", int: "an integer", float: "a number", list: "a list",
+              dict: "an object", type(None): "null"}
+
+
+def check_fields(item: Any, where: str, required: dict[str, tuple[type, ...]],
+                 optional: dict[str, tuple[type, ...]], source: str) -> None:
+    """`item` (at `where` in the manifest) an object with each field of the JSON types given."""
+    if not isinstance(item, dict):
+        raise NmtkdError(f"{source}: {where or 'the manifest'} is not a JSON object")
+    prefix = f"{where}." if where else ""
+    for key, types in {**required, **optional}.items():
+        if key not in item:
+            if key in required:
+                raise NmtkdError(f"{source}: {prefix}{key} is missing")
+            continue
+        value, expected = item[key], " or ".join(JSON_TYPES[t] for t in types)
+        if isinstance(value, float) and not math.isfinite(value):
+            expected = "a finite number"
+        elif not isinstance(value, bool) and isinstance(value, types):
+            continue
+        raise NmtkdError(f"{source}: {prefix}{key} is {json.dumps(value)[:40]}, expected "
+                         f"{expected}")
+
+
+def check_manifest(manifest: Any, source: str) -> None:
+    """Refuse a manifest that lacks a field compare reads, or holds one of the wrong type,
+    naming the field's path (`models[2].eval.test_2016_flickr`)."""
+    check_fields(manifest, "", MANIFEST_FIELDS, MANIFEST_OPTIONAL, source)
+    if manifest.get("paper"):
+        check_fields(manifest["paper"], "paper", {"rows": (dict,), "source": TEXT},
+                     {"metric": TEXT}, source)
+    for key in ("models", "testsets"):
+        if not manifest[key]:
+            raise NmtkdError(f"{source}: {key} is empty")
+    for index, testset in enumerate(manifest["testsets"]):
+        if not isinstance(testset, str):
+            raise NmtkdError(f"{source}: testsets[{index}] is {json.dumps(testset)[:40]}, "
+                             "expected a string")
+    for index, model in enumerate(manifest["models"]):
+        where = f"models[{index}]"
+        check_fields(model, where, MODEL_FIELDS, MODEL_OPTIONAL, source)
+        files = {key: model[key] for key in FILE_MAPS if key in model}
+        files |= {f"eval.{testset}": model["eval"].get(testset) for testset in manifest[
+            "testsets"]}
+        for key, paths in files.items():
+            if not isinstance(paths, dict):
+                raise NmtkdError(f"{source}: {where}.{key} is "
+                                 f"{'missing' if paths is None else 'not a JSON object'}")
+            for name, path in paths.items():
+                if not isinstance(path, FILE):
+                    raise NmtkdError(f"{source}: {where}.{key}.{name} is "
+                                     f"{json.dumps(path)[:40]}, expected a file name or null")
 
 
 def build_frame(manifest: dict[str, Any]) -> pd.DataFrame:

@@ -58,6 +58,18 @@ def score(hypotheses: list[str], references: list[str], tokenize: str = "13a",
     return results
 
 
+def check_not_empty(path: Path, lines: list[str]) -> None:
+    if not lines:
+        raise NmtkdError(f"{path}: empty file (no lines to score)")
+
+
+def check_references(path: Path, lines: list[str]) -> None:
+    """A score against blank references measures nothing (BLEU and chrF are 0 for any output)."""
+    if not any(line.strip() for line in lines):
+        raise NmtkdError(f"{path}: every reference line is blank; a score against no reference "
+                         "is not a result")
+
+
 def evaluate_files(hyp_path: Path, ref_path: Path, output: Path,
                    metadata: dict[str, Any] | None = None, tokenize: str = "13a",
                    chrf_word_order: int = 0, src_path: Path | None = None) -> dict[str, Any]:
@@ -66,10 +78,12 @@ def evaluate_files(hyp_path: Path, ref_path: Path, output: Path,
 
     hyps, refs = read_lines(hyp_path), read_lines(ref_path)
     sources = read_lines(src_path) if src_path else None
+    check_not_empty(hyp_path, hyps)
     for path, lines in ((ref_path, refs), (src_path, sources)):
         if lines is not None and len(lines) != len(hyps):
             raise NmtkdError(f"line counts differ: {hyp_path} has {len(hyps)} lines, {path} "
                              f"has {len(lines)} lines")
+    check_references(ref_path, refs)
     extra = {"runaway": runaway_share(hyps, sources)} if sources is not None else {}
     results = {**(metadata or {}), **score(hyps, refs, tokenize, chrf_word_order), **extra,
                "hypotheses": str(hyp_path),

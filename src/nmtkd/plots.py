@@ -95,11 +95,20 @@ def label_offsets(x: pd.Series, y: pd.Series, near_x: float = 0.15,
     return offsets
 
 
+def speed_column(summary: pd.DataFrame, quant: str) -> str:
+    """tokens/s at fixed lengths where measured (older speed files: free decoding only)."""
+    fixed = f"tok_s_fixed_{quant}"
+    return fixed if summary[fixed].notna().any() else f"tok_s_{quant}"
+
+
+def bleu_column(quant: str) -> str:
+    return "bleu_beam" if quant == "float32" else "bleu_beam_int8"
+
+
 def bleu_speed(summary: pd.DataFrame, quant: str, context: dict[str, Any]) -> Figure:
-    bleu = "bleu_beam" if quant == "float32" else "bleu_beam_int8"
-    fixed = summary[f"tok_s_fixed_{quant}"]
-    measure = "fixed" if fixed.notna().any() else "free"  # older speed files: free only
-    speed, score = (fixed if measure == "fixed" else summary[f"tok_s_{quant}"]), summary[bleu]
+    bleu, column = bleu_column(quant), speed_column(summary, quant)
+    measure = "fixed" if column.startswith("tok_s_fixed") else "free"
+    speed, score = summary[column], summary[bleu]
     figure, axes = plt.subplots(figsize=(7, 5))
     _labelled_points(axes, speed, score, summary[f"{bleu}_std"], color="tab:blue")
     front = pareto_front(list(zip(speed, score, strict=True)))
@@ -194,10 +203,9 @@ def read_trainings(trainings: dict[str, str], key: str,
     return found
 
 
-def renderers(frame: pd.DataFrame, trainings: dict[str, str],
+def renderers(summary: pd.DataFrame, trainings: dict[str, str],
               context: dict[str, Any]) -> dict[str, Callable[[], Figure]]:
     """Each plot's name and how to draw it."""
-    summary = student_summary(frame)
     return {"bleu_speed_float32": lambda: bleu_speed(summary, "float32", context),
             "bleu_speed_int8": lambda: bleu_speed(summary, "int8", context),
             "bleu_size": lambda: bleu_size(summary, context),
@@ -217,16 +225,73 @@ def render(figure: Figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+# the comparison's columns the plots read (student_summary's); all but the names are numbers
+NAME_COLUMNS = ("student", "model")
+NUMBER_COLUMNS = ("bleu_beam", "bleu_beam_int8", "top1_agreement", "tok_s_float32", "tok_s_int8",
+                  "tok_s_fixed_float32", "tok_s_fixed_int8", "params", "size_float32_mb",
+                  "size_int8_mb")
+
+
+def check_table(frame: pd.DataFrame, source: str) -> None:
+    """Refuse a comparison the plots cannot be drawn from: a missing column, no rows, text or
+    an infinite value in a column of numbers (empty cells are "not measured")."""
+    missing = [column for column in (*NAME_COLUMNS, *NUMBER_COLUMNS) if column not in frame]
+    if missing:
+        raise NmtkdError(f"{source}: no column {', '.join(missing)} (not a table of nmtkd "
+                         "compare?)")
+    if frame.empty:
+        raise NmtkdError(f"{source}: no rows; nothing to plot")
+    for column in NUMBER_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        broken = (frame[column].notna() & ~values.abs().lt(math.inf)).to_numpy()
+        if broken.any():
+            row = int(broken.argmax())  # the first; the CSV's line is row + 2 (header first)
+            value = frame[column].iloc[row]
+            shown = repr(value) if isinstance(value, str) else str(value)
+            raise NmtkdError(f"{source}, line {row + 2}: {column} is {shown}, not a finite "
+                             "number")
+        frame[column] = values
+
+
+def drawn_columns(summary: pd.DataFrame, name: str) -> list[tuple[str, ...]]:
+    """The columns of each kind of point a plot of the comparison draws; [] for the training
+    curves. Top-1 Agreement is not required: without a torch teacher no model has one, and
+    the plot is drawn without points, as it is today."""
+    if name.startswith("bleu_speed_"):
+        quant = name.removeprefix("bleu_speed_")
+        return [(speed_column(summary, quant), bleu_column(quant))]
+    return {"bleu_size": [("params", "bleu_beam"), ("size_float32_mb", "bleu_beam"),
+                          ("size_int8_mb", "bleu_beam_int8")],
+            "agreement_bleu": [("bleu_beam",)]}.get(name, [])
+
+
+def check_drawable(summary: pd.DataFrame, name: str, source: str) -> None:
+    """Refuse a plot that would have no point: no row with values in all of some kind's
+    columns."""
+    kinds = drawn_columns(summary, name)
+    if kinds and not any(summary[list(columns)].notna().all(axis=1).any() for columns in kinds):
+        wanted = [" and ".join(columns) for columns in kinds]
+        if len(wanted) > 1:
+            wanted = [", in ".join(wanted[:-1]) + f", or in {wanted[-1]}"]
+        raise NmtkdError(f"{source}: nothing to draw in {name}: no row has values in "
+                         f"{wanted[0]}")
+
+
 def write_plots(frame: pd.DataFrame, trainings: dict[str, str], context: dict[str, Any],
-                outputs: list[Path]) -> None:
-    """Render each output (`<plot>.<png|svg>`), then write them all or none."""
-    available = renderers(frame, trainings, context)
+                outputs: list[Path], source: str = "the comparison") -> None:
+    """Render each output (`<plot>.<png|svg>`), then write them all or none. `source` names
+    the comparison in errors."""
+    frame = frame.copy()
+    check_table(frame, source)
+    summary = student_summary(frame)
+    available = renderers(summary, trainings, context)
     rendered = []
     for output in outputs:
         name, fmt = output.stem, output.suffix.lstrip(".")
         if name not in available or fmt not in FORMATS:
             raise NmtkdError(f"{output}: not a plot this command draws (plots: "
                              f"{', '.join(available)}; formats: {', '.join(FORMATS)})")
+        check_drawable(summary, name, source)
         rendered.append(render(available[name](), fmt))
     with atomic_paths(outputs) as temporaries:
         for temporary, content in zip(temporaries, rendered, strict=True):

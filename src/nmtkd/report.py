@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ from nmtkd.textio import atomic_writer
 
 REQUIRED = ("model", "testset", "sentences", "bleu", "chrf", "ter", "bleu_signature",
             "chrf_signature", "ter_signature")
+NUMBERS = ("sentences", "bleu", "chrf", "ter")
 
 
 def load_results(paths: list[Path]) -> pd.DataFrame:
@@ -26,6 +28,12 @@ def load_results(paths: list[Path]) -> pd.DataFrame:
         missing = [key for key in REQUIRED if key not in record]
         if missing:
             raise NmtkdError(f"{path}: evaluation result lacks {', '.join(missing)}")
+        for key in NUMBERS:
+            value = record[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value)):
+                raise NmtkdError(f"{path}: {key} is {json.dumps(value)[:40]}, not a finite "
+                                 "number (a broken result)")
         records.append(record)
     if not records:
         raise NmtkdError("no evaluation results to tabulate")

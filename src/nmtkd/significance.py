@@ -18,7 +18,7 @@ import numpy as np
 from sacrebleu.significance import PairedTest
 
 from nmtkd.errors import NmtkdError
-from nmtkd.evaluate import Scoring
+from nmtkd.evaluate import Scoring, check_not_empty, check_references
 from nmtkd.textio import atomic_writer, read_lines
 
 PROTOCOL = ("run i of the system paired with run i mod B of the baseline's B runs; pairs "
@@ -44,16 +44,20 @@ def bootstrap_test(system: list[str], baseline: list[str], references: list[str]
     """Per metric: the p-value of sacreBLEU's paired bootstrap resampling (its RNG seed is
     fixed: SACREBLEU_SEED, default 12345) with the test's signature.
 
-    Outputs identical segment for segment get p = 1: there is no difference to test.
-    (sacreBLEU follows MultEval there and reports 1/(samples+1), since "a zero difference
-    should not be attributed to chance"; in a table that would mark a system as
-    significantly different from itself.)"""
+    Equal scores (identical outputs, or two outputs that both score 0) get p = 1: a zero
+    difference is reached by every resample. (sacreBLEU follows MultEval there and counts only
+    larger differences, so where every resample differs by 0 as well it reports 1/(samples+1),
+    which in a table would mark a system as significantly different from itself.)"""
     test = PairedTest([("baseline", baseline), ("system", system)], scoring.metrics(),
                       [references], test_type="bs", n_samples=samples)
     signatures, scores = test()
     names = {"bleu": "BLEU", "chrf": "chrF2++" if scoring.chrf_word_order else "chrF2"}
-    return {key: {"p_value": 1.0 if system == baseline else scores[name][1].p_value,
-                  "signature": str(signatures[name])} for key, name in names.items()}
+    results = {}
+    for key, name in names.items():
+        theirs, ours = scores[name]
+        results[key] = {"p_value": 1.0 if ours.score == theirs.score else ours.p_value,
+                        "signature": str(signatures[name])}
+    return results
 
 
 def randomisation_test(system: list[str], baseline: list[str], references: list[str],
@@ -109,16 +113,29 @@ def significance(system_runs: list[list[str]], baseline_runs: list[list[str]],
     return result
 
 
+def check_inputs(outputs: dict[Path, list[str]], references: Path, refs: list[str]) -> None:
+    """Refuse what makes a p-value meaningless: an empty file, blank references, a single
+    sentence (every bootstrap resample is that sentence, so any difference looks certain)."""
+    for path, lines in [*outputs.items(), (references, refs)]:
+        check_not_empty(path, lines)
+    for path, lines in outputs.items():
+        if len(lines) != len(refs):
+            raise NmtkdError(f"line counts differ: {path} has {len(lines)} lines, {references} "
+                             f"has {len(refs)}")
+    check_references(references, refs)
+    if len(refs) < 2:
+        raise NmtkdError(f"{references}: one sentence; a paired significance test needs at "
+                         "least 2")
+
+
 def significance_files(system: list[Path], baseline: list[Path], references: Path,
                        output: Path, metadata: dict[str, Any], bootstrap_samples: int,
                        ar_trials: int, scoring: Scoring) -> dict[str, Any]:
     refs = read_lines(references)
     runs = [read_lines(path) for path in system]
     baseline_runs = [read_lines(path) for path in baseline]
-    for path, run in zip([*system, *baseline], [*runs, *baseline_runs], strict=True):
-        if len(run) != len(refs):
-            raise NmtkdError(f"line counts differ: {path} has {len(run)} lines, {references} "
-                             f"has {len(refs)}")
+    check_inputs(dict(zip([*system, *baseline], [*runs, *baseline_runs], strict=True)),
+                 references, refs)
     result = {**metadata, **significance(runs, baseline_runs, refs, bootstrap_samples,
                                          ar_trials, scoring)}
     with atomic_writer(output) as handle:
