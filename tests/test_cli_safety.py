@@ -54,6 +54,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 entries[key] = ("link", os.readlink(path))
             elif path.is_dir():
                 entries[key] = ("dir",)
+            elif not path.is_file():  # a FIFO: reading it would block
+                entries[key] = ("special", path.stat().st_mode)
             else:
                 entries[key] = ("file", path.read_bytes(), path.stat().st_mtime_ns)
     return entries
@@ -167,6 +169,26 @@ def manifest_file(d: Path) -> None:
     (d / "manifest.json").write_text(json.dumps(manifest))
 
 
+def fifo(d: Path) -> None:
+    os.mkfifo(d / "pipe.en")
+
+
+def symlink_loop(d: Path) -> None:
+    (d / "loop1.en").symlink_to(d / "loop2.en")
+    (d / "loop2.en").symlink_to(d / "loop1.en")
+
+
+def dangling_symlink(d: Path) -> None:
+    (d / "gone.en").symlink_to(d / "deleted.en")
+
+
+def fetch_inputs(d: Path) -> None:
+    write_text_lines(d / "four.en", [*LINES_EN, "one more"])
+    write_text_lines(d / "empty.en", [])
+    (d / "mac.en").write_bytes("\r".join(LINES_EN).encode() + b"\r")
+    (d / "mac.de").write_bytes("\r".join(LINES_DE).encode() + b"\r")
+
+
 def read_only_folder(d: Path) -> None:
     if os.geteuid() != 0:
         (d / "ro").mkdir()
@@ -210,7 +232,28 @@ CASES = [
          "--tgt https://example.invalid/corpus.de.gz --mirror $d/mirror "
          "--out-src $d/mirror/corpus.en.gz --out-tgt $d/o.de", "$d/mirror/corpus.en.gz",
          mirror_folder),
+    case("fetch-line-counts-differ-names-the-inputs", "fetch --src $d/four.en --tgt $tgt "
+         "--out-src $d/o.en --out-tgt $d/o.de",
+         "line counts differ: $d/four.en has 4 lines, $tgt has 3 lines", fetch_inputs),
+    case("fetch-empty-input-names-it", "fetch --src $d/empty.en --tgt $d/empty.en "
+         "--out-src $d/o.en --out-tgt $d/o.de", "error: $d/empty.en: file is empty",
+         fetch_inputs),
+    case("fetch-cr-only-input-names-it", "fetch --src $d/mac.en --tgt $d/mac.de "
+         "--out-src $d/o.en --out-tgt $d/o.de",
+         "error: $d/mac.en: the line endings look like CR only", fetch_inputs),
     # clean
+    case("clean-src-is-a-fifo", f"{CLEAN} --src $d/pipe.en --out-src $d/x.en "
+         "--out-tgt $d/x.de --report $d/r.json",
+         "$d/pipe.en: is a pipe (FIFO or process substitution), not a regular file", fifo),
+    case("clean-src-is-dev-null", "clean --src /dev/null --tgt $tgt --out-src $d/x.en "
+         "--out-tgt $d/x.de --report $d/r.json", "/dev/null: is a character device"),
+    case("clean-src-is-a-symlink-loop", "clean --src $d/loop1.en --tgt $tgt --out-src $d/x.en "
+         "--out-tgt $d/x.de --report $d/r.json", "$d/loop1.en: a loop of symbolic links",
+         symlink_loop),
+    case("clean-src-is-a-dangling-symlink", "clean --src $d/gone.en --tgt $tgt "
+         "--out-src $d/x.en --out-tgt $d/x.de --report $d/r.json",
+         "$d/gone.en: a symbolic link to $d/deleted.en, which does not exist",
+         dangling_symlink),
     case("clean-out-src-aliases-out-tgt", f"{CLEAN} --out-src $d/x --out-tgt $d/x "
          "--report $d/r.json", "--out-src and --out-tgt name the same file"),
     case("clean-report-is-out-src", f"{CLEAN} --out-src $d/x.en --out-tgt $d/x.de "
@@ -234,6 +277,10 @@ CASES = [
          vocab_input),
     case("spm-train-vocab-size-0", "spm-train --inputs $src --model $d/m.model --vocab-size 0",
          "argument --vocab-size: must be at least 1"),
+    case("spm-train-character-coverage-0", "spm-train --inputs $src --model $d/m.model "
+         "--character-coverage 0", "argument --character-coverage: must be above 0"),
+    case("spm-train-character-coverage-nan", "spm-train --inputs $src --model $d/m.model "
+         "--character-coverage nan", "argument --character-coverage: must be a finite number"),
     # spm-encode
     case("spm-encode-output-is-input", "spm-encode --model $spm --input $src --output $src",
          "--output and --input name the same file"),
@@ -285,7 +332,20 @@ CASES = [
          "--output and --train-src name the same file"),
     case("teacher-signals-checkpoint-not-a-checkpoint", f"{SIGNALS} --k 8 --output $d/sig",
          "$ckpt: cannot load checkpoint"),
+    case("train-output-inside-the-teacher-signals", f"{TRAIN} --workdir $d/work "
+         "--output $d/sig/model.pt --summary $d/s.json --teacher-signals $d/sig",
+         "--output ($d/sig/model.pt) lies inside --teacher-signals ($d/sig)",
+         plain_folder("sig")),
+    case("train-settings-with-nan", f"{TRAIN} --workdir $d/work --output $d/m.pt "
+         '--summary $d/s.json --settings {"training":{"lr":NaN}}',
+         "argument --settings: not valid JSON: NaN is not a number"),
     # datastore, knn-index, knn-targets, knn-speed
+    case("knn-targets-output-inside-the-datastore", "knn-targets --datastore $d/plain "
+         "--index $d/plain --output $d/plain/targets",
+         "--output ($d/plain/targets) lies inside --datastore ($d/plain)", plain_folder("plain")),
+    case("knn-index-settings-with-infinity", "knn-index --datastore $d/plain "
+         '--settings {"nprobe":Infinity} --output $d/index',
+         "argument --settings: not valid JSON: Infinity is not a number", plain_folder("plain")),
     case("datastore-output-holds-a-user-file", f"{DATASTORE} --output $d/store",
          "$d/store: existing directory not written by nmtkd", user_folder("store"),
          kept=("store/notes.txt",)),
@@ -343,6 +403,18 @@ CASES = [
     case("expand-nbest-too-few-candidates", "expand-nbest --nbest $tsv --source $src "
          "--out-src $d/b.en --out-tgt $d/b.de", "sentence 1 has 1 candidate(s); 2 are needed"),
     # translate
+    case("translate-output-inside-the-model", "translate --model $ct2 --input $src "
+         "--output $ct2/model.bin", "--output ($ct2/model.bin) lies inside --model ($ct2)",
+         kept=("ct2/model.bin",)),
+    case("translate-output-inside-the-knn-datastore", "translate --backend torch "
+         "--model $ckpt --spm $spm --input $src --output $d/store/meta.json "
+         "--knn-datastore $d/store --knn-index $d/plain",
+         "--output ($d/store/meta.json) lies inside --knn-datastore ($d/store)",
+         lambda d: (plain_folder("plain")(d), user_folder("store")(d))),
+    case("translate-length-penalty-nan", f"{DECODE} --length-penalty nan",
+         "argument --length-penalty: must be a finite number, got 'nan'"),
+    case("translate-max-len-a-infinite", f"{DECODE} --max-len-a inf",
+         "argument --max-len-a: must be a finite number, got 'inf'"),
     case("translate-knn-datastore-without-index", f"{DECODE} --knn-datastore $d/plain",
          "kNN-MT needs both --knn-datastore and --knn-index", plain_folder("plain")),
     case("translate-knn-with-ctranslate2", f"{DECODE} --knn-datastore $d/plain "
@@ -407,6 +479,12 @@ CASES = [
     case("evaluate-metadata-not-an-object", "evaluate --hypotheses $tgt --references $tgt "
          "--output $d/e.json --model-name m --testset t --metadata [1]",
          "argument --metadata: expected a JSON object"),
+    case("evaluate-blank-references", "evaluate --hypotheses $tgt --references $d/blank.de "
+         "--output $d/e.json --model-name m --testset t",
+         "$d/blank.de: every reference line is blank", text_file("blank.de", ["", " ", ""])),
+    case("evaluate-empty-hypotheses", "evaluate --hypotheses $d/empty.de --references $tgt "
+         "--output $d/e.json --model-name m --testset t", "$d/empty.de: empty file (no lines",
+         text_file("empty.de", [])),
     # agreement
     case("agreement-output-is-src", "agreement --model $ckpt --teacher $ckpt --spm $spm "
          "--src $src --ref $tgt --output $src", "--output and --src name the same file"),
@@ -428,6 +506,22 @@ CASES = [
     case("significance-negative-samples", "significance --system $tgt --baseline $tgt "
          "--references $tgt --output $d/s.json --bootstrap-samples -1",
          "argument --bootstrap-samples: must be 0 or more"),
+    case("significance-blank-references", "significance --system $tgt --baseline $src "
+         "--references $d/blank.de --output $d/s.json",
+         "$d/blank.de: every reference line is blank", text_file("blank.de", ["", "", ""])),
+    case("significance-empty-system", "significance --system $d/empty.de --baseline $tgt "
+         "--references $tgt --output $d/s.json", "$d/empty.de: empty file (no lines",
+         text_file("empty.de", [])),
+    case("significance-empty-baseline", "significance --system $tgt --baseline $d/empty.de "
+         "--references $tgt --output $d/s.json", "$d/empty.de: empty file (no lines",
+         text_file("empty.de", [])),
+    case("significance-empty-references", "significance --system $tgt --baseline $src "
+         "--references $d/empty.de --output $d/s.json", "$d/empty.de: empty file (no lines",
+         text_file("empty.de", [])),
+    case("significance-one-sentence", "significance --system $d/one.de --baseline $d/one.de "
+         "--references $d/one.de --output $d/s.json",
+         "$d/one.de: one sentence; a paired significance test needs at least 2",
+         text_file("one.de", LINES_DE[:1])),
     # compare
     case("compare-markdown-aliases-csv", "compare --manifest {} --markdown $d/t.md "
          "--csv $d/t.md --latex $d/t.tex", "--markdown and --csv name the same file"),
@@ -448,17 +542,99 @@ CASES = [
     case("compare-config-not-a-run-config", "compare --config $d/c.yaml --markdown $d/t.md "
          "--csv $d/t.csv --latex $d/t.tex", "$d/c.yaml: config error at",
          text_file("c.yaml", ["experiment: x"])),
+    case("compare-config-non-finite-number", "compare --config $d/c.yaml --markdown $d/t.md "
+         "--csv $d/t.csv --latex $d/t.tex",
+         "$d/c.yaml: config error at training.lr: must be a finite number, got inf",
+         text_file("c.yaml", ["experiment: x", "training: {lr: .inf}"])),
+    case("compare-nan-bleu-in-a-result-file", "compare --manifest $d/m.json --markdown $d/t.md "
+         "--csv $d/t.csv --latex $d/t.tex", "beam.json: bleu is NaN, not a finite number",
+         lambda d: [text_file(name, [text])(d) for name, text in (
+             ("beam.json", '{"bleu": NaN, "chrf": 50.0, "ter": 40.0}'),
+             ("m.json", json.dumps({"teacher": "t", "testsets": ["ts"], "speed_testset": "ts",
+                                    "beam_size": 5, "models": [{
+                                        "name": "t", "ct2": {},
+                                        "eval": {"ts": {"beam": "beam.json"}}}]})))]),
+    case("compare-infinite-speed-in-a-result-file", "compare --manifest $d/m.json "
+         "--markdown $d/t.md --csv $d/t.csv --latex $d/t.tex",
+         "speed.json: models.t.fixed.tokens_per_second is Infinity, not a finite number",
+         lambda d: [text_file(name, [text])(d) for name, text in (
+             ("speed.json", '{"models": {"t": {"tokens_per_second": 900.0, '
+                            '"sentences_per_second": 90.0, '
+                            '"fixed": {"tokens_per_second": Infinity}}}}'),
+             ("m.json", json.dumps({"teacher": "t", "testsets": ["ts"], "speed_testset": "ts",
+                                    "beam_size": 5, "models": [{
+                                        "name": "t", "ct2": {}, "eval": {"ts": {}},
+                                        "speed": {"int8": "speed.json"},
+                                        "speed_key": "t"}]})))]),
+    case("compare-result-file-lacks-a-field", "compare --manifest $d/m.json --markdown $d/t.md "
+         "--csv $d/t.csv --latex $d/t.tex", "result.json: chrf is missing",
+         text_file("m.json", [json.dumps({
+             "teacher": "t", "testsets": ["ts"], "speed_testset": "ts", "beam_size": 5,
+             "models": [{"name": "t", "ct2": {}, "eval": {"ts": {"beam": "result.json"}}}]})])),
+    case("compare-result-file-missing", "compare --manifest $d/m.json --markdown $d/t.md "
+         "--csv $d/t.csv --latex $d/t.tex", "nope.json: result file not found",
+         text_file("m.json", [json.dumps({
+             "teacher": "t", "testsets": ["ts"], "speed_testset": "ts", "beam_size": 5,
+             "models": [{"name": "t", "ct2": {}, "eval": {"ts": {"k1": "nope.json"}}}]})])),
+    case("compare-result-file-not-json", "compare --manifest $d/m.json --markdown $d/t.md "
+         "--csv $d/t.csv --latex $d/t.tex", "nbest.tsv: not a JSON result file",
+         text_file("m.json", [json.dumps({
+             "teacher": "t", "testsets": ["ts"], "speed_testset": "ts", "beam_size": 5,
+             "models": [{"name": "t", "ct2": {}, "eval": {"ts": {"beam": "nbest.tsv"}}}]})])),
+    case("compare-manifest-file-lacks-a-test-set", "compare --manifest $d/m.json "
+         "--markdown $d/t.md --csv $d/t.csv --latex $d/t.tex",
+         "$d/m.json: models[1].eval.ts2 is missing",
+         text_file("m.json", [json.dumps({
+             "teacher": "t", "testsets": ["ts", "ts2"], "speed_testset": "ts", "beam_size": 5,
+             "models": [{"name": "t", "ct2": {}, "eval": {"ts": {}, "ts2": {}}},
+                        {"name": "s", "ct2": {}, "eval": {"ts": {}}}]})])),
+    case("compare-inline-manifest-field-of-the-wrong-type",
+         'compare --manifest {"teacher":"t","models":[{"name":"t","eval":{"ts":{}},"ct2":[]}],'
+         '"testsets":["ts"],"speed_testset":"ts","beam_size":5} --markdown $d/t.md '
+         "--csv $d/t.csv --latex $d/t.tex",
+         "--manifest: models[0].ct2 is [], expected an object"),
+    case("compare-inline-manifest-lacks-beam-size",
+         'compare --manifest {"teacher":"t","models":[{"name":"t","eval":{"ts":{}},"ct2":{}}],'
+         '"testsets":["ts"],"speed_testset":"ts"} --markdown $d/t.md --csv $d/t.csv '
+         "--latex $d/t.tex", "--manifest: beam_size is missing"),
     # plots
     case("plots-output-is-the-comparison", "plots --config $json --comparison $tsv "
          "--outputs $tsv", "$d/nbest.tsv"),
     case("plots-config-not-a-run-config", "plots --config $d/c.yaml --comparison $tsv "
          "--outputs $d/p/bleu_size.png", "$d/c.yaml: config error at",
          text_file("c.yaml", ["experiment: x"])),
+    # plots of a hand-made comparison c.csv (a header, then its rows), with the repository's
+    # config.yaml
+    *(case(f"plots-{name}", f"plots --config {config} --comparison $d/c.csv "
+           f"--outputs $d/p/{plot}.png", f"$d/c.csv{expect}", text_file("c.csv", lines))
+      for config in [Path(__file__).resolve().parents[1] / "config.yaml"]
+      for header in ["student,model,bleu_beam,bleu_beam_int8,top1_agreement,tok_s_float32,"
+                     "tok_s_int8,tok_s_fixed_float32,tok_s_fixed_int8,params,size_float32_mb,"
+                     "size_int8_mb"]
+      for name, plot, lines, expect in (
+          ("empty-comparison", "bleu_size", [header], ": no rows"),
+          ("all-nan-comparison", "bleu_size", [header, "t,t,,,,,,,,,,", "s,s,,,,,,,,,,"],
+           ": nothing to draw in bleu_size: no row has values in params and bleu_beam, in "
+           "size_float32_mb and bleu_beam, or in size_int8_mb and bleu_beam_int8"),
+          ("no-bleu-beam-column", "agreement_bleu",
+           [header.replace("bleu_beam,", "", 1), "t,t,29,,100,200,,,8e6,4,1"],
+           ": no column bleu_beam (not a table of nmtkd compare?)"),
+          ("text-in-a-number-column", "bleu_size",
+           [header, "t,t,30,29,,100,200,,,8e6,4,1", "s,s,abc,20,,300,600,,,4e6,2,1"],
+           ", line 3: bleu_beam is 'abc', not a finite number"),
+          ("speed-not-measured-for-a-speed-plot", "bleu_speed_int8",
+           [header, "t,t,30,29,80,,,,,8e6,4,1"],
+           ": nothing to draw in bleu_speed_int8: no row has values in tok_s_int8 and "
+           "bleu_beam_int8"))),
     # check-config
     case("check-config-missing-file", "check-config $d/nope.yaml",
          "$d/nope.yaml: file not found"),
     case("check-config-duplicate-key", "check-config $d/config.yaml",
          "$d/config.yaml, line 3", duplicate_key_config),
+    case("check-config-non-finite-number", "check-config $d/c.yaml",
+         "config error at students[0].training.lr: must be a finite number, got nan",
+         text_file("c.yaml", ["experiment: x", "students:",
+                              "  - {name: a, data: gold, training: {lr: .nan}}"])),
     # write-config
     case("write-config-output-is-a-directory", "write-config --json {} --output $d/conf",
          "$d/conf: is a directory", plain_folder("conf")),
@@ -658,3 +834,86 @@ def test_fetch_decompresses_a_gzip_file(tmp_path: Path) -> None:
     assert read_lines(tmp_path / "o.en") == LINES_EN
     assert read_lines(tmp_path / "o.de") == LINES_DE
     assert temporaries(tmp_path) == []
+
+
+# ---- inputs that are not what a command expects -------------------------------------------------
+@pytest.mark.parametrize("command", ["datastore", "teacher-signals"])
+def test_raw_text_instead_of_encoded_pieces_is_refused(command, trained_tiny, synthetic_spm,
+                                                       synthetic, tmp_path) -> None:
+    """The training corpus given as raw text (not `nmtkd spm-encode`d): nearly every word is
+    unknown to the model's SentencePiece vocabulary."""
+    from nmtkd.spm import Tokenizer
+
+    raw_src, raw_tgt = synthetic["valid"]
+    known = set(Tokenizer(synthetic_spm).vocabulary()) - {"<unk>"}
+    words = [word for line in read_lines(raw_src) for word in line.split()]
+    share = sum(word not in known for word in words) / len(words)
+    assert share > 0.5  # raw words carry no "▁": the premise of the case
+    extra = ["--k", "4"] if command == "teacher-signals" else []
+    before = snapshot(tmp_path)
+    result = nmtkd(command, "--model", trained_tiny, "--train-src", raw_src, "--train-tgt",
+                   raw_tgt, "--spm", synthetic_spm, *extra, "--output", tmp_path / "out",
+                   "--threads", "1")
+    line = error_line(result, command)
+    assert f"{raw_src}: {100 * share:.1f}% of its {len(words)} pieces are unknown" in line
+    assert snapshot(tmp_path) == before
+
+
+def long_source(sample_text, tmp_path: Path) -> tuple[Path, int]:
+    """The sample sentences with a 1,100-word line in second place (over 1,023 pieces)."""
+    _, sentences, _ = sample_text
+    words = " ".join(sentences).split()
+    long_line = " ".join(words[i % len(words)] for i in range(1100))
+    return write_text_lines(tmp_path / "long.txt", [sentences[0], long_line, *sentences[1:]]), \
+        len(sentences) + 1
+
+
+@pytest.mark.parametrize("backend", ["ctranslate2", "torch"])
+def test_a_line_longer_than_the_model_positions_is_cut_with_a_warning(
+        backend, ct2_model, trained_tiny, synthetic_spm, sample_text, tmp_path) -> None:
+    """Both decoders cut a source longer than the model's 1,024 positions (1,023 pieces and
+    </s>), as CTranslate2's max_input_length does, and say so naming the line."""
+    from nmtkd.spm import Tokenizer
+
+    source, count = long_source(sample_text, tmp_path)
+    pieces = len(Tokenizer(synthetic_spm).encode_pieces(read_lines(source)[1:2])[0])
+    assert pieces > 1023
+    model = ["--model", ct2_model] if backend == "ctranslate2" else [
+        "--backend", "torch", "--model", trained_tiny, "--spm", synthetic_spm]
+    result = nmtkd("translate", *model, "--input", source, "--output", tmp_path / "out.txt",
+                   "--beam-size", "1", "--max-length", "20")
+    assert result.returncode == 0, result.stderr
+    assert len(read_lines(tmp_path / "out.txt")) == count
+    assert (f"{source}: 1 line(s) longer than the model's 1023 source pieces (max_positions "
+            f"1024) cut to 1023 pieces; the first is line 2, with {pieces} pieces") \
+        in result.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA device is here")
+def test_torch_on_cuda_without_cuda_is_one_line(trained_tiny, synthetic_spm, sample_text,
+                                               tmp_path) -> None:
+    source, _, _ = sample_text
+    result = nmtkd("translate", "--backend", "torch", "--model", trained_tiny, "--spm",
+                   synthetic_spm, "--input", source, "--output", tmp_path / "out.txt",
+                   "--device", "cuda")
+    line = error_line(result, "translate")
+    assert "--device is 'cuda' but no CUDA device is available" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_process_substitution_is_named_a_pipe(tmp_path: Path) -> None:
+    """`--src <(zcat x.gz)`: the shell passes a pipe as /dev/fd/N; inputs are read twice."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, "\n".join(LINES_EN).encode() + b"\n")
+    os.close(write_end)
+    tgt = write_text_lines(tmp_path / "in.de", LINES_DE)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "nmtkd.cli", *map(str, clean_command(
+                tmp_path, Path(f"/dev/fd/{read_end}"), tgt))],
+            capture_output=True, text=True, pass_fds=(read_end,), timeout=300)
+    finally:
+        os.close(read_end)
+    line = error_line(result, "clean")
+    assert f"/dev/fd/{read_end}: is a pipe (FIFO or process substitution)" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.de"]

@@ -27,7 +27,7 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     with atomic_paths([args.out_src, args.out_tgt]) as (src_tmp, tgt_tmp):
         fetch(args.src, src_tmp, args.src_sha256, mirror, "src", args.langpair)
         fetch(args.tgt, tgt_tmp, args.tgt_sha256, mirror, "tgt", args.langpair)
-        count = check_parallel(src_tmp, tgt_tmp)
+        count = check_parallel(src_tmp, tgt_tmp, (args.src, args.tgt))
     log.info("%s, %s: %d sentence pairs", args.out_src, args.out_tgt, count)
 
 
@@ -198,18 +198,18 @@ def cmd_speed(args: argparse.Namespace) -> None:
 
 
 def saved_plan(path: str, study: str | None = None) -> Any:
-    """The plan of a run's saved config (results/<experiment>/config.yaml), with `study`
-    selected if given (the saved config selects none: every study)."""
-    from nmtkd.configfiles import load_yaml, schema_error
-    from nmtkd.plan import build_plan
+    """The plan of a run's saved config (results/<experiment>/config.yaml; a source config such
+    as config.yaml too), checked as the workflow checks it, with `study` selected if given
+    (a saved config selects none: every study)."""
+    from nmtkd.plan import read_workflow_plan
 
-    config = load_yaml(path)
-    problem = schema_error(config, default_schema())
-    if problem:
-        raise NmtkdError(f"{path}: {problem}")
-    if study is not None:
-        config["study"] = study
-    return build_plan(config)
+    command_line = {"study": study} if study is not None else None
+    try:
+        return read_workflow_plan(path, [], command_line, default_schema())
+    except NmtkdError as error:
+        if str(error).startswith("config error at "):
+            raise NmtkdError(f"{path}: {error}") from None
+        raise
 
 
 def cmd_plots(args: argparse.Namespace) -> None:
@@ -223,18 +223,22 @@ def cmd_plots(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as error:
         raise NmtkdError(f"{args.comparison}: cannot read the comparison ({error})") from None
     write_plots(frame, plan.training_summaries(args.study), plan.plot_context(),
-                [Path(p) for p in args.outputs])
+                [Path(p) for p in args.outputs], args.comparison)
     log.info("wrote %s", ", ".join(args.outputs))
 
 
-def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
-    """The comparison manifest: from a saved config's plan, or given as JSON or a JSON file."""
+def read_manifest(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The comparison manifest: from a saved config's plan, or given as JSON or a JSON file;
+    and how errors name it (the file, or --manifest for JSON given inline)."""
+    from nmtkd.compare import check_manifest
+
     if (args.config is None) == (args.manifest is None):
         raise NmtkdError("give either --config (a run's saved config) or --manifest")
     if args.config is not None:
-        return saved_plan(args.config, args.study).comparison_manifest(args.study)
-    text = args.manifest
+        return saved_plan(args.config, args.study).comparison_manifest(args.study), args.config
+    text, source = args.manifest, "--manifest"
     if not text.lstrip().startswith("{"):  # a file name
+        source = args.manifest
         try:
             text = Path(text).read_text()
         except OSError as error:
@@ -242,25 +246,23 @@ def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
     try:
         manifest = json_object(text)
     except argparse.ArgumentTypeError as error:
-        raise NmtkdError(f"--manifest: {error}") from None
-    missing = [key for key in ("teacher", "models", "testsets", "speed_testset")
-               if key not in manifest]
-    if missing:
-        raise NmtkdError(f"--manifest: missing {', '.join(missing)}")
-    return manifest
+        raise NmtkdError(f"{source}: {error}") from None
+    check_manifest(manifest, source)
+    return manifest, source
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from nmtkd.compare import write_comparison
     from nmtkd.textio import atomic_paths
 
-    manifest = read_manifest(args)
+    manifest, source = read_manifest(args)
     targets = [args.markdown, args.csv, args.latex] + ([args.html] if args.html else [])
     with atomic_paths(targets) as outputs:
         try:
             write_comparison(manifest, *outputs)
         except (KeyError, TypeError, IndexError) as error:
-            raise NmtkdError(f"--manifest: malformed ({type(error).__name__}: {error})") from None
+            raise NmtkdError(f"{source}: malformed manifest ({type(error).__name__}: "
+                             f"{error})") from None
     log.info("wrote %s", ", ".join(targets))
 
 
@@ -414,15 +416,13 @@ def default_schema() -> Path:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
-    from nmtkd.configfiles import check_experiment_name, merge_config_files, schema_error
+    """Every check a workflow run of these files makes (the config's own study selection)."""
+    from nmtkd.plan import read_workflow_plan
 
-    config = merge_config_files(args.files[0], args.files[1:])
-    check_experiment_name(config)
     schema = Path(args.schema) if args.schema else default_schema()
-    problem = schema_error(config, schema)
-    if problem:
-        raise NmtkdError(problem)
-    print(f"{' + '.join(args.files)}: valid (experiment {config['experiment']})")
+    plan = read_workflow_plan(args.files[0], args.files[1:], None, schema)
+    print(f"{' + '.join(args.files)}: valid (experiment {plan.experiment}; "
+          f"studies {', '.join(plan.studies)})")
 
 
 def cmd_write_config(args: argparse.Namespace) -> None:
@@ -495,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # faiss's loader reports each CPU-specific build it tries (and the ModuleNotFoundError of
+    # each missing one) at INFO: noise in every kNN job's log
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         check_paths(args, derived_outputs(args), derived_inputs(args))
         HANDLERS[args.command](args)
