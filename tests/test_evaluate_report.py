@@ -116,3 +116,16 @@ def test_blank_references_and_an_empty_output_are_refused(tmp_path):
     with pytest.raises(NmtkdError, match="empty: empty file"):
         evaluate_files(tmp_path / "empty", tmp_path / "empty", tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_table_notes_name_the_knn_settings_the_speed_job_used(tmp_path):
+    from nmtkd.compare import table_notes
+
+    speed = tmp_path / "knn_mt.json"
+    speed.write_text(json.dumps({"ratio": 0.3, "knn": {"k": 16, "lambda": 0.5,
+                                                       "temperature": 10}}))
+    manifest = {"beam_size": 5, "speed_testset": "t", "models": [
+        {"name": "teacher"}, {"name": "knn_mt", "loss": "kNN-MT", "knn_speed": str(speed)}]}
+    notes = table_notes(manifest)
+    assert "knn_mt: kNN-MT (used: k 16, λ 0.5, T 10), the torch beam search" in notes
+    assert "(used:" not in table_notes({**manifest, "models": manifest["models"][:1]})

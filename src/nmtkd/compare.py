@@ -322,7 +322,8 @@ def signature_lines(frame: pd.DataFrame) -> list[str]:
 def table_notes(manifest: dict[str, Any]) -> str:
     beam = manifest["beam_size"]
     knn = next((m for m in manifest["models"] if m.get("knn_speed")), None)
-    used = (read_json(knn["knn_speed"]) or {}).get("knn") if knn else None
+    speed = read_json(knn["knn_speed"]) if knn else None
+    used = speed.data.get("knn") if speed else None
     used_text = (f" (used: k {used['k']}, λ {used['lambda']}, T {used['temperature']})"
                  if used else "")
     knn_note = (f" {knn['name']}: {knn['loss']}{used_text}, the torch beam search with a search "
