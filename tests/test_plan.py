@@ -477,3 +477,38 @@ def test_study_errors_name_their_key(change, expected):
     config = base_config()
     change(config)
     assert_plan_fails(config, expected)
+
+
+def _with(change):
+    config = base_config()
+    change(config)
+    return config
+
+
+def _init_loop(config):
+    config["students"][3]["init"] = "seqkd_seqinter"  # baseline_seqinter
+    config["students"][4]["init"] = "baseline_seqinter"  # seqkd_seqinter
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    (_with(lambda c: c["teachers"][0].update(preset="huge")),
+     "config error at teachers[0].preset: unknown preset 'huge'"),
+    (_with(_init_loop), "the init chain of 'baseline_seqinter' loops back"),
+    (_with(lambda c: c["students"].append(dict(c["students"][0]))),
+     "config error at students[19].name: 'baseline' is used by an earlier student"),
+    (_with(lambda c: c["students"][2].update(data="seqkdd")),
+     "config error at students[2].data: unknown data variant 'seqkdd'"),
+    (_with(lambda c: c["students"][1].update(loss="wordkd")),
+     "config error at students[1].loss: unknown loss 'wordkd'"),
+    (_with(lambda c: c["losses"]["word_kd"].update(temprature=2)),
+     "unexpected keyword argument 'temprature'"),
+    (_with(lambda c: c["studies"]["kim_rush"]["students"].append("nobody")),
+     "config error at studies.kim_rush.students[7]: unknown student 'nobody'"),
+    (_with(lambda c: c.update(study="knn") or c["knn"].update(model="nobody")),
+     "config error at knn.model: 'nobody' is not a model of this run"),
+], ids=["unknown-preset", "init-loop", "duplicate-student", "unknown-variant", "unknown-loss",
+        "loss-parameter-typo", "unknown-student-in-a-study", "unknown-knn-model"])
+def test_check_config_refuses_what_the_workflow_refuses(config, expected):
+    """Each config that `nmtkd check-config` called valid before (issue 22): the plan and
+    check-config (assert_plan_fails runs both) refuse it with the same one line."""
+    assert_plan_fails(config, expected)
