@@ -88,8 +88,8 @@ def within_positions(sources: Sequence[list], max_positions: int | None, source_
         log.warning("%s: %d line(s) longer than the model's %d source pieces (max_positions "
                     "%d) cut to %d pieces; the first is line %d, with %d pieces", source_name,
                     len(long), limit, max_positions, limit, long[0] + 1, len(sources[long[0]]))
-    return [source[:limit] for source in sources], replace(
-        options, max_length=min(options.max_length, limit))
+        sources = [source[:limit] for source in sources]
+    return list(sources), replace(options, max_length=min(options.max_length, limit))
 
 
 @dataclass
